@@ -1,0 +1,50 @@
+# newswatch: `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL := classifiers/model/topic_model.joblib
+CORPUS := $(wildcard classifiers/data/corpus/*.jsonl)
+FEEDS ?= pipelines/defaults/feeds.yaml
+WATCHLIST ?= pipelines/defaults/watchlist.yaml
+MODE ?= batch
+OUT ?= out
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test train eval bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(BIN)/.installed ## create .venv/ with newswatch and its test tools installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $@
+
+$(MODEL): $(BIN)/.installed $(CORPUS) classifiers/train.py classifiers/topic_model.py classifiers/corpus.py
+	$(BIN)/python -m classifiers.train --out $(MODEL)
+
+run: install $(MODEL) ## run on the bundled feeds (or FEEDS=... WATCHLIST=... MODE=stream OUT=... ARGS=...)
+	$(BIN)/newswatch run --feeds $(FEEDS) --watchlist $(WATCHLIST) --mode $(MODE) --out $(OUT) $(ARGS)
+
+test: install $(MODEL) ## run the whole test suite
+	$(BIN)/python -m pytest
+
+train: install ## retrain the topic model from the labeled corpus
+	$(BIN)/python -m classifiers.train --out $(MODEL)
+
+eval: install $(MODEL) ## evaluate the topic model on the held-out split
+	$(BIN)/python -m classifiers.evaluate --model $(MODEL)
+
+bench: install $(MODEL) ## run the benchmarks (not part of make test)
+	$(BIN)/python -m bench.run
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check pipelines classifiers tests
+	$(BIN)/ruff format --check pipelines classifiers tests
+
+clean: ## remove the virtualenv, the model and outputs
+	rm -rf $(VENV) $(MODEL) out

@@ -1,0 +1,106 @@
+"""The labeled corpus: JSON lines under classifiers/data/corpus/, one example a line.
+
+Each example has `id`, `lang`, `form`, `title`, `text` and `labels` (a subset of TOPICS).
+The split into train, validation and test is fixed by a hash of the id, so adding
+examples never moves an existing one from the test split into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifiers import TOPICS
+
+CORPUS_DIR = Path(__file__).parent / "data" / "corpus"
+FORMS = ("headline", "summary", "lead", "page")
+# Shares of the hash space: 70% train, 15% validation (thresholds), 15% held-out test.
+SPLIT_BOUNDS = (("train", 0.70), ("validation", 0.85), ("test", 1.0))
+
+
+class CorpusError(ValueError):
+    """A corpus line that does not have the documented shape."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    lang: str
+    form: str
+    title: str
+    text: str
+    labels: tuple[str, ...]
+
+    @property
+    def content(self) -> str:
+        return model_input(self.title, self.text)
+
+
+def model_input(title: str, text: str) -> str:
+    """The one string the model sees for an item: its title, then its text."""
+    return f"{title.strip()}\n{text.strip()}".strip()
+
+
+def split_of(example_id: str) -> str:
+    digest = hashlib.sha256(example_id.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    for name, bound in SPLIT_BOUNDS:
+        if position < bound:
+            return name
+    return "test"
+
+
+def parse_example(line: str, where: str) -> Example:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise CorpusError(f"{where}: not valid JSON ({err.msg}); write one JSON object per line") from err
+    missing = [key for key in ("id", "lang", "title", "text", "labels") if key not in raw]
+    if missing:
+        raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(raw["labels"]) - set(TOPICS))
+    if unknown:
+        raise CorpusError(f"{where}: unknown label(s) {unknown}; use only {list(TOPICS)}")
+    return Example(
+        id=str(raw["id"]),
+        lang=str(raw["lang"]),
+        form=str(raw.get("form", "summary")),
+        title=str(raw["title"]),
+        text=str(raw["text"]),
+        labels=tuple(label for label in TOPICS if label in raw["labels"]),
+    )
+
+
+def load_corpus(corpus_dir: Path = CORPUS_DIR) -> list[Example]:
+    """Every example in every *.jsonl file of the corpus folder, in a stable order."""
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    for path in sorted(corpus_dir.glob("*.jsonl")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            example = parse_example(line, where)
+            if example.id in seen:
+                raise CorpusError(f"{where}: id {example.id!r} already used at {seen[example.id]}")
+            seen[example.id] = where
+            examples.append(example)
+    if not examples:
+        raise CorpusError(f"{corpus_dir}: no examples found in *.jsonl")
+    return examples
+
+
+def corpus_hash(examples: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example.id, example.title, example.text, example.labels]).encode())
+    return digest.hexdigest()[:16]
+
+
+def split(examples: list[Example]) -> dict[str, list[Example]]:
+    parts: dict[str, list[Example]] = {name: [] for name, _ in SPLIT_BOUNDS}
+    for example in examples:
+        parts[split_of(example.id)].append(example)
+    return parts

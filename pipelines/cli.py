@@ -1,0 +1,137 @@
+"""The `newswatch` command: `run` the pipeline, or `annotate` JSON lines from stdin.
+
+Exit codes: 0 done (also when some feeds failed: they are dead letters), 2 bad
+configuration or model (one line on stderr naming the file and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from classifiers.corpus import model_input
+from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, load_model
+from pipelines import __version__, telemetry
+from pipelines.actors import Matcher, mentions_in
+from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
+from pipelines.options import NewswatchOptions
+from pipelines.pipeline import build
+from pipelines.sinks import ALERTS_FILE, SUMMARY_FILE, read_json_lines
+from pipelines.store import StateError, StateStore
+
+USAGE_ERROR = 2
+# The FnApiRunner runs our pipeline in stream mode correctly (we use no timers or windows)
+# and starts at once; the DirectRunner would first try to download Prism. See the README.
+DEFAULT_LOCAL_RUNNER = "FnApiRunner"
+
+
+def _fail(message: str) -> int:
+    print(f"newswatch: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops a run like Ctrl-C: every line already written is whole and flushed."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def print_report(out: Path, alerts_before: int) -> None:
+    summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).exists() else {}
+    new_alerts = read_json_lines(out / ALERTS_FILE)[alerts_before:]
+    print(f"feeds read: {summary.get('feeds_ok', 0)} ok, {summary.get('feeds_failed', 0)} failed; "
+          f"items: {summary.get('fetched', 0)} fetched, {summary.get('unique', 0)} unique, "
+          f"{summary.get('duplicates', 0)} duplicates, {summary.get('dead_letter_items', 0)} dead letters")
+    print(f"alerts: {len(new_alerts)}")
+    for alert in new_alerts:
+        print(f"  - {alert['title']}\n    topics: {', '.join(alert['topics'])}; actors: {', '.join(alert['actors'])}; "
+              f"sources: {len(alert['sources'])}")
+    print(f"outputs in {out.resolve()}/ (alerts.jsonl, items.jsonl, dead_letter.jsonl, summary.json)")
+
+
+def run(argv: list[str]) -> int:
+    if not any(arg == "--runner" or arg.startswith("--runner=") for arg in argv):
+        argv = [*argv, f"--runner={DEFAULT_LOCAL_RUNNER}"]
+    options = PipelineOptions(argv)
+    nw = options.view_as(NewswatchOptions)
+    try:
+        feeds = load_feeds(nw.feeds)
+        watchlist = load_watchlist(nw.watchlist)
+        model = load_model(nw.model)
+        if nw.state_dir:
+            StateStore(nw.state_dir).close()
+    except (ConfigError, ModelLoadError, StateError) as err:
+        return _fail(str(err))
+    options.view_as(StandardOptions).streaming = nw.mode == "stream"
+    out = Path(nw.out)
+    out.mkdir(parents=True, exist_ok=True)
+    alerts_before = len(read_json_lines(out / ALERTS_FILE))
+    # Without --state-dir the run still needs a store for its own alerts; it lives as long as the run.
+    state_dir = nw.state_dir or tempfile.mkdtemp(prefix="newswatch-state-")
+    telemetry.build_info(__version__, model.version)
+    if nw.metrics_port is not None:
+        telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
+    _stop_on_sigterm()
+    try:
+        with beam.Pipeline(options=options) as p:
+            build(p, nw, feeds, watchlist, state_dir)
+    except KeyboardInterrupt:
+        print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
+    finally:
+        if not nw.state_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    print_report(out, alerts_before)
+    return 0
+
+
+def annotate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="newswatch annotate", description="Annotate JSON lines (id, title, text) from stdin.")
+    parser.add_argument("--watchlist", default=str(DEFAULT_WATCHLIST))
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH))
+    args = parser.parse_args(argv)
+    try:
+        watchlist = load_watchlist(args.watchlist)
+        model = load_model(args.model)
+    except (ConfigError, ModelLoadError) as err:
+        return _fail(str(err))
+    matcher = Matcher(watchlist)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            title, text = str(record.get("title", "")), str(record.get("text", ""))
+        except (json.JSONDecodeError, AttributeError) as err:
+            print(f"newswatch annotate: stdin line {number} is not a JSON object ({err}); skipped", file=sys.stderr)
+            continue
+        prediction = model.predict([model_input(title, text)])[0]
+        actors = sorted({m.actor for m in mentions_in(matcher, title, text)})
+        print(json.dumps({"id": record.get("id"), "topics": list(prediction.topics), "scores": prediction.scores,
+                          "actors": actors}, ensure_ascii=False), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("run", "annotate"):
+        print("usage: newswatch run [--feeds F] [--watchlist W] [--out DIR] [--mode batch|stream] [--duration S]\n"
+              "                     [--metrics-port P] [--state-dir DIR] [Beam options such as --runner]\n"
+              "       newswatch annotate [--watchlist W] [--model PATH] < items.jsonl", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else USAGE_ERROR
+    command, rest = argv[0], argv[1:]
+    return run(rest) if command == "run" else annotate(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
