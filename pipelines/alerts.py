@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from pathlib import Path
 
 import apache_beam as beam
 
@@ -19,7 +20,7 @@ from pipelines import telemetry
 from pipelines.config import AlertRules
 from pipelines.dedup import SourceUpdate
 from pipelines.records import Annotated, iso_utc
-from pipelines.sinks import ALERT_UPDATES_FILE, ALERTS_FILE, FileSinkFn, source_dicts
+from pipelines.sinks import ALERT_UPDATES_FILE, ALERTS_FILE, FileSinkFn, read_json_lines, source_dicts
 
 
 def alert_id_of(story_id: str, actors: list[str], topics: list[str]) -> str:
@@ -51,57 +52,57 @@ class WriteAlertsFn(FileSinkFn):
     """Writes each alert id once (across runs, through the state store) to alerts.jsonl, and stdout if asked."""
 
     FILE = ALERTS_FILE
-    USES_STORE = True
 
-    def __init__(self, out_dir: str, state_dir: str | None, to_stdout: bool):
-        super().__init__(out_dir, state_dir)
+    def __init__(self, out_dir: str, state_dir: str, run_id: str, to_stdout: bool):
+        super().__init__(out_dir, state_dir, run_id)
         self._to_stdout = to_stdout
+
+    def setup(self):
+        super().setup()
+        self._store.adopt_alerts(read_json_lines(Path(self._out_dir) / ALERTS_FILE))
 
     def process(self, element):
         alert, published, fetched_at = element
-        if self._store and self._store.has_alert(alert["alert_id"]):
+        alert = self._store.raise_alert({**alert, "raised_at": iso_utc(time.time())}, self._out.write)
+        if alert is None:  # raised before, by this run or an earlier one
             return
-        alert = {**alert, "raised_at": iso_utc(time.time())}
-        self._out.write(alert)
         telemetry.alert_delivered("file", "ok")
         if self._to_stdout:
             print(f"ALERT {alert['alert_id']} [{', '.join(alert['topics'])}] {', '.join(alert['actors'])}: {alert['title']}",
                   file=sys.stdout, flush=True)
             telemetry.alert_delivered("stdout", "ok")
-        if self._store:
-            self._store.remember_alert(alert)
         telemetry.alert_raised(alert["actors"], alert["topics"], published, fetched_at)
-        yield alert
+        self._store.count(self._run_id, "alerts")
+        self.counted()
 
 
 class AddSourcesFn(FileSinkFn):
     """A later copy of an alerted story: its source is appended to the stored alerts of that story."""
 
     FILE = ALERT_UPDATES_FILE
-    USES_STORE = True
 
     def process(self, update: SourceUpdate):
-        if not self._store:
-            return
         for alert in self._store.add_sources(update.story_id, source_dicts(update.sources)):
             self._out.write({"alert_id": alert["alert_id"], "story_id": update.story_id,
                              "sources": alert["sources"], "updated_at": iso_utc(time.time())})
+        self._store.count(self._run_id, "duplicates")  # each update is one copy dropped as a duplicate
+        self.counted()
 
 
 class EmitAlerts(beam.PTransform):
-    """(Annotated, SourceUpdate) -> alert dicts, each written once."""
+    """(Annotated, SourceUpdate) -> alerts written once each to alerts.jsonl (and stdout if asked)."""
 
-    def __init__(self, rules: AlertRules, out_dir: str, state_dir: str | None, to_stdout: bool = False):
+    def __init__(self, rules: AlertRules, out_dir: str, state_dir: str, run_id: str, to_stdout: bool = False):
         super().__init__()
-        self._rules, self._out_dir, self._state_dir, self._to_stdout = rules, out_dir, state_dir, to_stdout
+        self._rules, self._sink_args, self._to_stdout = rules, (out_dir, state_dir, run_id), to_stdout
 
     def expand(self, inputs):
         annotated, updates = inputs
-        updates | "AddSources" >> beam.ParDo(AddSourcesFn(self._out_dir, self._state_dir))
+        updates | "AddSources" >> beam.ParDo(AddSourcesFn(*self._sink_args))
         return (
             annotated
             | "Decide" >> beam.FlatMap(
                 lambda a, rules=self._rules: [(alert, a.item.published, a.item.fetched_at)]
                 if (alert := build_alert(a, rules)) else [])
-            | "Write" >> beam.ParDo(WriteAlertsFn(self._out_dir, self._state_dir, self._to_stdout))
+            | "Write" >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._to_stdout))
         )

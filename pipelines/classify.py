@@ -21,7 +21,7 @@ MAX_BATCH = 500
 
 def annotate_topics(model: TopicModel, items: Sequence[Item]) -> list[Annotated]:
     predictions = model.predict([model_input(item.title, item.text) for item in items])
-    return [Annotated(item, p.topics, p.scores, p.terms) for item, p in zip(items, predictions)]
+    return [Annotated(item, p.topics, p.scores, p.terms) for item, p in zip(items, predictions, strict=True)]
 
 
 class TopicModelHandler(ModelHandler[Item, Annotated, TopicModel]):

@@ -13,6 +13,8 @@ import shutil
 import signal
 import sys
 import tempfile
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import apache_beam as beam
@@ -25,7 +27,7 @@ from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
-from pipelines.sinks import ALERTS_FILE, SUMMARY_FILE, read_json_lines
+from pipelines.sinks import ALERTS_FILE, SUMMARY_FILE, read_json_lines, write_summary
 from pipelines.store import StateError, StateStore
 
 USAGE_ERROR = 2
@@ -78,6 +80,7 @@ def run(argv: list[str]) -> int:
     alerts_before = len(read_json_lines(out / ALERTS_FILE))
     # Without --state-dir the run still needs a store for its own alerts; it lives as long as the run.
     state_dir = nw.state_dir or tempfile.mkdtemp(prefix="newswatch-state-")
+    nw.run_id = nw.run_id or uuid.uuid4().hex
     telemetry.build_info(__version__, model.version)
     if nw.metrics_port is not None:
         telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
@@ -88,6 +91,8 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
     finally:
+        with closing(StateStore(state_dir)) as store:
+            write_summary(out, store, nw.run_id)
         if not nw.state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
     print_report(out, alerts_before)

@@ -78,9 +78,9 @@ class _StoreFn(beam.DoFn):
     def unique(self, item: Item) -> Item:
         return replace(item, story_id=item.story_id or story_id_of(item), sources=sources_of(item))
 
-    def duplicate(self, story_id: str, copy: Item):
+    def duplicate(self, story_id: str, copy: Item) -> SourceUpdate:
         telemetry.item_duplicate()
-        return beam.pvalue.TaggedOutput(DUPLICATES, SourceUpdate(story_id, sources_of(copy)))
+        return SourceUpdate(story_id, sources_of(copy))
 
 
 class _MergeGroupFn(_StoreFn):
@@ -88,7 +88,11 @@ class _MergeGroupFn(_StoreFn):
 
     def process(self, element):
         key, copies = element
-        first, others = merge_copies(list(copies))
+        yield from (copy for copy in copies if isinstance(copy, SourceUpdate))
+        items = [copy for copy in copies if isinstance(copy, Item)]
+        if not items:
+            return
+        first, others = merge_copies(items)
         earlier = self.earlier_story(key)
         if earlier:
             for copy in [first, *others]:
@@ -107,6 +111,9 @@ class _FirstSightFn(_StoreFn):
 
     def process(self, element, story=beam.DoFn.StateParam(STORY)):
         key, copy = element
+        if isinstance(copy, SourceUpdate):  # decided by the step before: pass it on
+            yield copy
+            return
         known = story.read() or self.earlier_story(key)
         if known:
             story.write(known)
@@ -117,23 +124,40 @@ class _FirstSightFn(_StoreFn):
         yield first
 
 
+def _key(element, kind: str) -> tuple[str, object]:
+    if isinstance(element, SourceUpdate):
+        return element.story_id, element
+    return (element.identity_key if kind == "identity" else element.fingerprint), element
+
+
 class _KeepFirst(beam.PTransform):
-    def __init__(self, kind: str, key_of, streaming: bool, state_dir: str | None):
+    """Item or SourceUpdate -> the first Item of each key, and SourceUpdates for the other copies."""
+
+    def __init__(self, kind: str, streaming: bool, state_dir: str | None):
         super().__init__()
-        self._kind, self._key_of, self._streaming, self._state_dir = kind, key_of, streaming, state_dir
+        self._kind, self._streaming, self._state_dir = kind, streaming, state_dir
 
     def expand(self, items):
-        keyed = items | "Key" >> beam.Map(lambda item, key_of=self._key_of: (key_of(item), item))
+        keyed = items | "Key" >> beam.Map(_key, self._kind).with_output_types(tuple[str, object])
         if self._streaming:
-            decide = beam.ParDo(_FirstSightFn(self._kind, self._state_dir))
-        else:
-            keyed = keyed | "Group" >> beam.GroupByKey()
-            decide = beam.ParDo(_MergeGroupFn(self._kind, self._state_dir))
-        return keyed | "Decide" >> decide.with_outputs(DUPLICATES, main="unique")
+            return keyed | "Decide" >> beam.ParDo(_FirstSightFn(self._kind, self._state_dir))
+        return keyed | "Group" >> beam.GroupByKey() | "Decide" >> beam.ParDo(_MergeGroupFn(self._kind, self._state_dir))
+
+
+def _split(element):
+    if isinstance(element, SourceUpdate):
+        yield beam.pvalue.TaggedOutput(DUPLICATES, element)
+    else:
+        yield element
 
 
 class Deduplicate(beam.PTransform):
-    """Item -> unique Item with `story_id` and `sources` (main), SourceUpdate (`duplicates`)."""
+    """Item -> unique Item with `story_id` and `sources` (main), SourceUpdate (`duplicates`).
+
+    The copies that the first step drops travel through the second step beside its items
+    rather than being flattened in afterwards: on the FnApiRunner, everything downstream of
+    a Flatten waits until a stream run ends.
+    """
 
     def __init__(self, streaming: bool, state_dir: str | None = None):
         super().__init__()
@@ -141,7 +165,9 @@ class Deduplicate(beam.PTransform):
         self._state_dir = state_dir
 
     def expand(self, items):
-        same_item = items | "SameItem" >> _KeepFirst("identity", lambda i: i.identity_key, self._streaming, self._state_dir)
-        same_story = same_item.unique | "SameStory" >> _KeepFirst("fingerprint", lambda i: i.fingerprint, self._streaming, self._state_dir)
-        duplicates = (same_item.duplicates, same_story.duplicates) | "AllDuplicates" >> beam.Flatten()
-        return same_story.unique, duplicates
+        return (
+            items
+            | "SameItem" >> _KeepFirst("identity", self._streaming, self._state_dir)
+            | "SameStory" >> _KeepFirst("fingerprint", self._streaming, self._state_dir)
+            | "Split" >> beam.ParDo(_split).with_outputs(DUPLICATES, main="unique")
+        )

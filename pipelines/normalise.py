@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import apache_beam as beam
 
-from pipelines import telemetry
 from pipelines.records import DeadLetter, Item
 
 DEAD_LETTER = "dead_letter"
@@ -156,7 +155,6 @@ class NormaliseFn(beam.DoFn):
         try:
             yield normalise_entry(raw)
         except NormaliseError as err:
-            telemetry.dead_letter("normalise")
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTER, DeadLetter(raw["feed"], raw.get("link", ""), "normalise", str(err), raw["fetched_at"], is_item=True))
 

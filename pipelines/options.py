@@ -26,4 +26,5 @@ class NewswatchOptions(PipelineOptions):
         parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="topic model (joblib) built by `make train`")
         parser.add_argument("--tick", dest="tick_s", type=float, default=1.0, help="stream mode: how often feeds are checked for being due, seconds")
         parser.add_argument("--max-entries", dest="max_entries", type=int, default=500, help="entries read from one feed per poll at most")
+        parser.add_argument("--run-id", dest="run_id", default=None, help="names this run's accounting in the state store (default: new)")
         parser.add_argument("--alerts-to-stdout", dest="alerts_to_stdout", action="store_true", help="also print each alert as a line on stdout")

@@ -21,13 +21,14 @@ from pipelines.fetch import FetchFeeds
 from pipelines.normalise import Normalise
 from pipelines.options import NewswatchOptions
 from pipelines.parse import ParseEntries
-from pipelines.sinks import WriteDeadLettersFn, WriteItemsFn, WriteSummary
+from pipelines.sinks import RecordFeedStatusFn, WriteDeadLettersFn, WriteItemsFn
 
 
-def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], watchlist: Watchlist,
-          state_dir: str | None) -> None:
+def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], watchlist: Watchlist, state_dir: str) -> None:
+    """Wire the stages. No Flatten: on the FnApiRunner everything downstream of one waits
+    until a stream run ends, so each dead-letter output gets its own sink instead."""
     streaming = options.mode == "stream"
-    out = options.out
+    sink_args = (options.out, state_dir, options.run_id)
     fetched = p | "FetchFeeds" >> FetchFeeds(feeds, streaming, options.duration_s, options.tick_s)
     parsed = fetched.responses | "ParseEntries" >> ParseEntries(options.max_entries)
     normalised = parsed.entries | "Normalise" >> Normalise()
@@ -37,16 +38,8 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
         | "ClassifyTopics" >> ClassifyTopics(options.model)
         | "MatchActors" >> MatchActors(watchlist)
     )
-    alerts = (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, out, state_dir, options.alerts_to_stdout)
-    written = annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(out, state_dir))
-    feed_failures = (fetched.dead_letter, parsed.dead_letter) | "FeedFailures" >> beam.Flatten()
-    dead_letters = (feed_failures, normalised.dead_letter) | "AllDeadLetters" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(out))
-    {
-        "statuses": parsed.status,
-        "feed_failures": feed_failures,
-        "unique": written,
-        "duplicates": duplicates,
-        "dead_items": normalised.dead_letter,
-        "alerts": alerts,
-    } | "WriteSummary" >> WriteSummary(out)
+    (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args, options.alerts_to_stdout)
+    annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(*sink_args))
+    parsed.status | "RecordFeedStatus" >> beam.ParDo(RecordFeedStatusFn(*sink_args))
+    for stage, dead in (("Fetch", fetched.dead_letter), ("Parse", parsed.dead_letter), ("Normalise", normalised.dead_letter)):
+        dead | f"WriteDeadLetters{stage}" >> beam.ParDo(WriteDeadLettersFn(*sink_args))

@@ -6,6 +6,7 @@ never a half-written line (a reader that finds a torn last line after a crash sk
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -14,8 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from pipelines import telemetry
 from pipelines.records import Annotated, DeadLetter, FeedStatus, iso_utc
@@ -67,126 +66,80 @@ def write_json_atomic(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def write_summary(out_dir: Path, store: StateStore, run_id: str) -> None:
+    """summary.json from the run's accounting in the store; a lock keeps concurrent writers in order."""
+    with open(out_dir / (SUMMARY_FILE + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_json_atomic(out_dir / SUMMARY_FILE, {**store.summary(run_id), "updated_at": iso_utc(time.time())})
+
+
 class FileSinkFn(beam.DoFn):
-    """Opens its JSON-lines file (and the state store, where it needs one) in setup."""
+    """A sink: opens its JSON-lines file and the state store in setup, counts what it writes
+    in the run's accounting, and refreshes summary.json at most once a second and after each bundle."""
 
     FILE = ""
-    USES_STORE = False
 
-    def __init__(self, out_dir: str, state_dir: str | None = None):
+    def __init__(self, out_dir: str, state_dir: str, run_id: str):
         self._out_dir = out_dir
         self._state_dir = state_dir
+        self._run_id = run_id
 
     def setup(self):
-        self._out = JsonLines(Path(self._out_dir) / self.FILE)
-        self._store = StateStore(self._state_dir) if self.USES_STORE and self._state_dir else None
+        self._out = JsonLines(Path(self._out_dir) / self.FILE) if self.FILE else None
+        self._store = StateStore(self._state_dir)
+        self._summary_at = 0.0
+        self._counted_since_summary = False
 
     def teardown(self):
-        self._out.close()
-        if self._store:
-            self._store.close()
+        if self._out:
+            self._out.close()
+        self._store.close()
+
+    def counted(self) -> None:
+        self._counted_since_summary = True
+        if time.monotonic() - self._summary_at >= SUMMARY_REFRESH_S:
+            self._refresh_summary()
+
+    def finish_bundle(self):
+        if self._counted_since_summary:
+            self._refresh_summary()
+
+    def _refresh_summary(self):
+        write_summary(Path(self._out_dir), self._store, self._run_id)
+        self._summary_at = time.monotonic()
+        self._counted_since_summary = False
 
 
 class WriteItemsFn(FileSinkFn):
     FILE = ITEMS_FILE
-    USES_STORE = True
 
     def process(self, annotated: Annotated):
         item = annotated.item
         self._out.write(annotated.to_json())
-        if self._store:
-            self._store.remember(item.story_id, {"identity": item.identity_key, "fingerprint": item.fingerprint})
-        yield annotated
+        self._store.remember(item.story_id, {"identity": item.identity_key, "fingerprint": item.fingerprint})
+        self._store.count(self._run_id, "unique")
+        self.counted()
 
 
 class WriteDeadLettersFn(FileSinkFn):
+    """Every dead letter is a line; a failed feed poll also marks the feed's health."""
+
     FILE = DEAD_LETTER_FILE
 
     def process(self, dead: DeadLetter):
         self._out.write(dead.to_json())
-        yield dead
-
-
-# --- summary ---------------------------------------------------------------------------
-
-def empty_summary() -> dict:
-    return {"fetched": 0, "unique": 0, "duplicates": 0, "dead_letter_items": 0, "alerts": 0, "feeds": {}}
-
-
-def apply_event(summary: dict, kind: str, value) -> dict:
-    """Fold one event into the running counts. `feed` events carry a FeedStatus."""
-    if kind == "feed":
-        status: FeedStatus = value
-        health = summary["feeds"].setdefault(status.feed, {"last_success": None, "last_error": None, "consecutive_failures": 0})
-        if status.ok:
-            summary["fetched"] += status.entries
-            health.update(last_success=iso_utc(status.at), consecutive_failures=0)
+        telemetry.dead_letter(dead.stage)
+        if dead.is_item:
+            self._store.count(self._run_id, "dead_letter_items")
         else:
-            health.update(last_error=f"{iso_utc(status.at)} {status.error}", consecutive_failures=health["consecutive_failures"] + 1)
-    else:
-        summary[kind] += value
-    return summary
+            self._store.feed_polled(self._run_id, dead.feed, False, 0, dead.reason, iso_utc(dead.at))
+        self.counted()
 
 
-def rendered(summary: dict) -> dict:
-    feeds = summary["feeds"]
-    failed = sum(1 for health in feeds.values() if health["consecutive_failures"])
-    return {**summary, "feeds_ok": len(feeds) - failed, "feeds_failed": failed, "updated_at": iso_utc(time.time())}
-
-
-class SummaryFn(beam.DoFn):
-    """All events under one key; summary.json rewritten at most once a second and after every bundle."""
-
-    COUNTS = ReadModifyWriteStateSpec("counts", PickleCoder())
-
-    def __init__(self, out_dir: str):
-        self._path = Path(out_dir) / SUMMARY_FILE
-
-    def setup(self):
-        self._latest = None
-        self._written_at = 0.0
-
-    def process(self, element, counts=beam.DoFn.StateParam(COUNTS)):
-        _, (kind, value) = element
-        self._latest = apply_event(counts.read() or empty_summary(), kind, value)
-        counts.write(self._latest)
-        if time.monotonic() - self._written_at >= SUMMARY_REFRESH_S:
-            self._write()
-
-    def finish_bundle(self):
-        if self._latest is not None:
-            self._write()
-
-    def _write(self):
-        write_json_atomic(self._path, rendered(self._latest))
-        self._written_at = time.monotonic()
-
-
-def feed_status_of(dead: DeadLetter) -> FeedStatus:
-    return FeedStatus(dead.feed, False, 0, dead.reason, dead.at)
-
-
-class WriteSummary(beam.PTransform):
-    """{statuses, unique, duplicates, dead_letters, alerts} -> summary.json in the output dir."""
-
-    def __init__(self, out_dir: str):
-        super().__init__()
-        self._out_dir = out_dir
-
-    def expand(self, streams: dict):
-        events = (
-            streams["statuses"] | "FeedEvents" >> beam.Map(lambda s: ("feed", s)),
-            streams["feed_failures"] | "FailureEvents" >> beam.Map(lambda d: ("feed", feed_status_of(d))),
-            streams["unique"] | "UniqueEvents" >> beam.Map(lambda _: ("unique", 1)),
-            streams["duplicates"] | "DuplicateEvents" >> beam.Map(lambda _: ("duplicates", 1)),
-            streams["dead_items"] | "DeadItemEvents" >> beam.Map(lambda _: ("dead_letter_items", 1)),
-            streams["alerts"] | "AlertEvents" >> beam.Map(lambda _: ("alerts", 1)),
-        ) | "AllEvents" >> beam.Flatten()
-        return (
-            events
-            | "OneKey" >> beam.Map(lambda event: ("summary", event))
-            | "Count" >> beam.ParDo(SummaryFn(self._out_dir))
-        )
+class RecordFeedStatusFn(FileSinkFn):
+    def process(self, status: FeedStatus):
+        self._store.feed_polled(self._run_id, status.feed, status.ok, status.entries, status.error, iso_utc(status.at))
+        self.counted()
 
 
 def source_dicts(sources) -> list[dict]:

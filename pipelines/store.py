@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 DB_NAME = "newswatch.sqlite3"
@@ -18,6 +19,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, key TEXT NOT NULL, story_id TEXT NOT NULL, PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, story_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_by_story ON alerts (story_id);
+CREATE TABLE IF NOT EXISTS run_counts (run_id TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (run_id, kind));
+CREATE TABLE IF NOT EXISTS feed_health (feed TEXT PRIMARY KEY, run_id TEXT NOT NULL, last_success REAL, last_error TEXT,
+                                        consecutive_failures INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS story_sources (story_id TEXT NOT NULL, feed TEXT NOT NULL, url TEXT NOT NULL,
+                                          PRIMARY KEY (story_id, feed, url));
 """
 
 
@@ -44,37 +50,98 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def _transaction(self):
+        """One write transaction; SQLite runs them one at a time, whichever DoFn asks."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def story_of(self, kind: str, key: str) -> str | None:
         row = self._db.execute("SELECT story_id FROM seen WHERE kind = ? AND key = ?", (kind, key)).fetchone()
         return row[0] if row else None
 
     def remember(self, story_id: str, keys: dict[str, str]) -> None:
-        with self._db:
+        with self._transaction():
             self._db.executemany(
                 "INSERT OR IGNORE INTO seen (kind, key, story_id) VALUES (?, ?, ?)",
                 [(kind, key, story_id) for kind, key in keys.items()],
             )
 
-    def has_alert(self, alert_id: str) -> bool:
-        return self._db.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone() is not None
+    def raise_alert(self, alert: dict, write) -> dict | None:
+        """Store a new alert with every source its story has had so far, calling `write(alert)` before the
+        commit; None if the id was raised before. A crash after `write` leaves the alert in the output
+        file but not here: `adopt_alerts` at the next start takes it over from the file."""
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert["alert_id"],)).fetchone():
+                return None
+            known = self._db.execute("SELECT feed, url FROM story_sources WHERE story_id = ?", (alert["story_id"],)).fetchall()
+            alert = {**alert, "sources": _merged(alert["sources"], [{"feed": f, "url": u} for f, u in known])}
+            self._db.execute("INSERT INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
+                             (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)))
+            write(alert)
+            return alert
 
-    def remember_alert(self, alert: dict) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
-                (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)),
-            )
+    def adopt_alerts(self, alerts: list[dict]) -> None:
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
+                                 [(a["alert_id"], a["story_id"], json.dumps(a, ensure_ascii=False)) for a in alerts])
 
     def add_sources(self, story_id: str, sources: list[dict]) -> list[dict]:
-        """Append sources to the stored alerts of a story; returns the updated alert records."""
+        """Record a story's later sources and append them to its stored alerts; returns the alerts that changed."""
         updated = []
-        with self._db:
-            for alert_id, record in self._db.execute("SELECT alert_id, record FROM alerts WHERE story_id = ?", (story_id,)).fetchall():
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO story_sources (story_id, feed, url) VALUES (?, ?, ?)",
+                                 [(story_id, s["feed"], s["url"]) for s in sources])
+            rows = self._db.execute("SELECT alert_id, record FROM alerts WHERE story_id = ?", (story_id,)).fetchall()
+            for alert_id, record in rows:
                 alert = json.loads(record)
-                known = {(s["feed"], s["url"]) for s in alert["sources"]}
-                new = [s for s in sources if (s["feed"], s["url"]) not in known]
-                if new:
-                    alert["sources"] += new
+                merged = _merged(alert["sources"], sources)
+                if merged != alert["sources"]:
+                    alert["sources"] = merged
                     self._db.execute("UPDATE alerts SET record = ? WHERE alert_id = ?", (json.dumps(alert, ensure_ascii=False), alert_id))
                     updated.append(alert)
         return updated
+
+    # --- the run's accounting, which summary.json shows -------------------------------
+
+    def count(self, run_id: str, kind: str, n: int = 1) -> None:
+        with self._transaction():
+            self._db.execute("INSERT INTO run_counts (run_id, kind, n) VALUES (?, ?, ?) "
+                             "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n", (run_id, kind, n))
+
+    def feed_polled(self, run_id: str, feed: str, ok: bool, entries: int, error: str, at_iso: str) -> None:
+        """One poll's outcome: its entries count as fetched, and the feed's health follows it."""
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO feed_health (feed, run_id) VALUES (?, ?)", (feed, run_id))
+            if ok:
+                self._db.execute("UPDATE feed_health SET run_id = ?, last_success = ?, consecutive_failures = 0 WHERE feed = ?",
+                                 (run_id, at_iso, feed))
+                self._db.execute("INSERT INTO run_counts (run_id, kind, n) VALUES (?, 'fetched', ?) "
+                                 "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n", (run_id, entries))
+            else:
+                self._db.execute("UPDATE feed_health SET run_id = ?, last_error = ?, consecutive_failures = consecutive_failures + 1 "
+                                 "WHERE feed = ?", (run_id, f"{at_iso} {error}", feed))
+
+    def summary(self, run_id: str) -> dict:
+        counts = dict(self._db.execute("SELECT kind, n FROM run_counts WHERE run_id = ?", (run_id,)).fetchall())
+        feeds = {
+            feed: {"last_success": success, "last_error": error, "consecutive_failures": failures}
+            for feed, success, error, failures in self._db.execute(
+                "SELECT feed, last_success, last_error, consecutive_failures FROM feed_health WHERE run_id = ? ORDER BY feed",
+                (run_id,))
+        }
+        failed = sum(1 for health in feeds.values() if health["consecutive_failures"])
+        return {
+            **{kind: counts.get(kind, 0) for kind in ("fetched", "unique", "duplicates", "dead_letter_items", "alerts")},
+            "feeds_ok": len(feeds) - failed, "feeds_failed": failed, "feeds": feeds,
+        }
+
+
+def _merged(sources: list[dict], more: list[dict]) -> list[dict]:
+    known = {(s["feed"], s["url"]) for s in sources}
+    return sources + [s for s in more if (s["feed"], s["url"]) not in known and not known.add((s["feed"], s["url"]))]

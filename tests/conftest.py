@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.feedserver import FeedServer
+
+ROOT = Path(__file__).resolve().parent.parent
+NEWSWATCH = [sys.executable, "-m", "pipelines.cli"]
+
+
+@pytest.fixture
+def feed_server():
+    with FeedServer() as server:
+        yield server
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    # JSON is valid YAML: no quoting surprises in generated configs.
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def run_newswatch(*args: str, timeout: float = 180, **kwargs) -> subprocess.CompletedProcess:
+    """The real command, as a user runs it (`newswatch ...`), in a child process."""
+    return subprocess.run([*NEWSWATCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kwargs)
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
