@@ -11,7 +11,7 @@ OUT ?= out
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test train eval bench lint clean
+.PHONY: help install system-deps run test train eval bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,13 +24,16 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $@
 
+system-deps: ## install the system packages the tests use (Prometheus, Alertmanager, Java, Maven) where missing
+	./deploy/install-system-deps.sh
+
 $(MODEL): $(BIN)/.installed $(CORPUS) classifiers/train.py classifiers/topic_model.py classifiers/corpus.py
 	$(BIN)/python -m classifiers.train --out $(MODEL)
 
 run: install $(MODEL) ## run on the bundled feeds (or FEEDS=... WATCHLIST=... MODE=stream OUT=... ARGS=...)
 	$(BIN)/newswatch run --feeds $(FEEDS) --watchlist $(WATCHLIST) --mode $(MODE) --out $(OUT) $(ARGS)
 
-test: install $(MODEL) ## run the whole test suite
+test: install system-deps $(MODEL) ## run the whole test suite
 	$(BIN)/python -m pytest
 
 train: install ## retrain the topic model from the labeled corpus
