@@ -1,0 +1,197 @@
+"""`make bench`: newswatch measured against a bare reference, in the same run, on this machine.
+
+1. Batch replay: `newswatch run --mode batch` over N items served as feeds from 127.0.0.1,
+   against the bare reference (fetch + feedparser.parse of the same feeds in a plain loop).
+2. Scaling: the same at several sizes (start-up cost vs per-item cost).
+3. Annotation: items/s of the topic model and of the actor matcher alone.
+4. Stream latency: items added to a live feed (poll interval 2 s) until their item and alert lines are flushed.
+5. Memory: peak resident memory of each batch run.
+Each figure is the median of several runs. Results: bench/results.json and bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import requests
+
+from bench.corpus import feeds_of, generate
+from classifiers.corpus import load_corpus, model_input
+from classifiers.topic_model import DEFAULT_MODEL_PATH, load_model
+from pipelines.actors import Matcher
+from pipelines.config import load_watchlist, DEFAULT_WATCHLIST
+from tests.feedserver import Entry, FeedServer, rss
+
+ROOT = Path(__file__).resolve().parent.parent
+PER_FEED = 500
+
+
+def run_command(args: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak resident KiB of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {status}")
+    return time.perf_counter() - started, usage.ru_maxrss
+
+
+def reference_seconds(urls: list[str]) -> float:
+    """The bare reference: fetch and parse every feed in one plain Python loop."""
+    started = time.perf_counter()
+    with requests.Session() as session:
+        for url in urls:
+            feedparser.parse(session.get(url, timeout=30).content)
+    return time.perf_counter() - started
+
+
+def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
+    feeds = feeds_of(generate(n_items), PER_FEED)
+    with FeedServer() as server:
+        for path, body in feeds.items():
+            server.serve(path, body)
+        config = tmp / f"feeds-{n_items}.yaml"
+        config.write_text(json.dumps({"feeds": [{"name": p.strip("/").removesuffix(".xml"), "url": server.url(p)} for p in feeds]}))
+        reference = [reference_seconds([server.url(p) for p in feeds]) for _ in range(runs)]
+        pipeline = [run_command([sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config),
+                                 "--out", str(tmp / f"out-{n_items}-{k}"), "--max-entries", str(PER_FEED)]) for k in range(runs)]
+    wall = statistics.median(seconds for seconds, _ in pipeline)
+    ref = statistics.median(reference)
+    return {"items": n_items, "feeds": len(feeds), "runs": runs, "pipeline_s": round(wall, 2), "reference_s": round(ref, 2),
+            "pipeline_items_per_s": round(n_items / wall), "reference_items_per_s": round(n_items / ref),
+            "ratio_pipeline_to_reference": round(wall / ref, 2),
+            "peak_rss_mib": round(max(kib for _, kib in pipeline) / 1024)}
+
+
+def annotation_throughput(runs: int) -> dict:
+    examples = load_corpus()
+    texts = [model_input(e.title, e.text) for e in examples] * 4
+    model, matcher = load_model(DEFAULT_MODEL_PATH), Matcher(load_watchlist(DEFAULT_WATCHLIST))
+
+    def rate(work) -> float:
+        timings = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            work()
+            timings.append(time.perf_counter() - started)
+        return round(len(texts) / statistics.median(timings))
+
+    return {
+        "texts": len(texts),
+        "classifier_items_per_s": rate(lambda: [model.predict(texts[i:i + 500]) for i in range(0, len(texts), 500)]),
+        "matcher_items_per_s": rate(lambda: [matcher.find(text) for text in texts]),
+    }
+
+
+def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
+    """Seconds from an item appearing in a live feed to its item line (and alert line) being flushed."""
+    out = tmp / "stream-out"
+    entries: list[Entry] = []
+    appeared: dict[str, float] = {}
+    seen_item: dict[str, float] = {}
+    seen_alert: dict[str, float] = {}
+    candidates = [e for e in generate(n_items * 4, seed=11) if "commented on the events" in e.text][:n_items]
+    with FeedServer() as server:
+        server.serve("/live.xml", rss("Live", []), ETag='"0"')
+        config = tmp / "live.yaml"
+        config.write_text(json.dumps({"feeds": [{"name": "live", "url": server.url("/live.xml"), "interval": interval_s}]}))
+        child = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config), "--out", str(out),
+                                  "--mode", "stream", "--tick", "0.25"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_for(lambda: (out / "summary.json").exists(), 60)
+            next_add = time.time()
+            while len(seen_item) < len(candidates):
+                now = time.time()
+                if len(entries) < len(candidates) and now >= next_add:
+                    entry = candidates[len(entries)]
+                    entries.insert(0, entry)
+                    server.serve("/live.xml", rss("Live", entries), ETag=f'"{len(entries)}"')
+                    appeared[entry.link] = time.time()
+                    next_add = now + 0.7
+                _note_new_lines(out / "items.jsonl", seen_item)
+                _note_new_lines(out / "alerts.jsonl", seen_alert)
+                if now - max(appeared.values(), default=now) > 30:
+                    break
+                time.sleep(0.02)
+        finally:
+            child.terminate()
+            child.wait(30)
+    item_latency = sorted(seen_item[url] - appeared[url] for url in seen_item if url in appeared)
+    alert_latency = sorted(seen_alert[url] - appeared[url] for url in seen_alert if url in appeared)
+    return {"items": len(appeared), "poll_interval_s": interval_s, "items_seen": len(item_latency), "alerts_seen": len(alert_latency),
+            **_quantiles("item", item_latency), **_quantiles("alert", alert_latency)}
+
+
+def _quantiles(name: str, values: list[float]) -> dict:
+    if not values:
+        return {f"{name}_p50_s": None, f"{name}_p95_s": None}
+    return {f"{name}_p50_s": round(statistics.median(values), 2),
+            f"{name}_p95_s": round(values[min(len(values) - 1, int(0.95 * len(values)))], 2)}
+
+
+def _note_new_lines(path: Path, seen: dict[str, float]) -> None:
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            url = json.loads(line)["url"]
+        except (json.JSONDecodeError, KeyError):
+            continue
+        seen.setdefault(url, time.time())
+
+
+def _wait_for(predicate, timeout_s: float) -> None:
+    deadline = time.time() + timeout_s
+    while not predicate():
+        if time.time() > deadline:
+            raise TimeoutError("the stream run did not start")
+        time.sleep(0.05)
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Measured {results['date']} on {results['cores']} cores; medians of {results['runs']} runs.", "",
+             "| items | feeds | newswatch s | reference s | ratio | newswatch items/s | reference items/s | peak RSS MiB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results["batch"]:
+        lines.append(f"| {row['items']} | {row['feeds']} | {row['pipeline_s']} | {row['reference_s']} | {row['ratio_pipeline_to_reference']} "
+                     f"| {row['pipeline_items_per_s']} | {row['reference_items_per_s']} | {row['peak_rss_mib']} |")
+    a, s = results["annotation"], results["stream"]
+    lines += ["", f"Annotation alone: classifier {a['classifier_items_per_s']} items/s, actor matcher {a['matcher_items_per_s']} items/s.",
+              f"Stream latency (poll interval {s['poll_interval_s']} s, {s['items']} items): item line p50 {s['item_p50_s']} s, "
+              f"p95 {s['item_p95_s']} s; alert line p50 {s['alert_p50_s']} s, p95 {s['alert_p95_s']} s ({s['alerts_seen']} alerts)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 20_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stream-items", type=int, default=50)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="newswatch-bench-") as tmp:
+        batch = [batch_replay(n, args.runs if n <= 20_000 else 1, Path(tmp)) for n in args.sizes]
+        for row in batch:
+            print(json.dumps(row), flush=True)
+        annotation = annotation_throughput(args.runs)
+        print(json.dumps(annotation), flush=True)
+        stream = stream_latency(args.stream_items, 2.0, Path(tmp))
+        print(json.dumps(stream), flush=True)
+    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cores": os.cpu_count(), "runs": args.runs,
+               "batch": batch, "annotation": annotation, "stream": stream}
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "bench" / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
