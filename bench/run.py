@@ -29,7 +29,7 @@ from bench.corpus import feeds_of, generate
 from classifiers.corpus import load_corpus, model_input
 from classifiers.topic_model import DEFAULT_MODEL_PATH, load_model
 from pipelines.actors import Matcher
-from pipelines.config import load_watchlist, DEFAULT_WATCHLIST
+from pipelines.config import DEFAULT_WATCHLIST, load_watchlist
 from tests.feedserver import Entry, FeedServer, rss
 
 ROOT = Path(__file__).resolve().parent.parent

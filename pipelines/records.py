@@ -89,6 +89,8 @@ class Annotated:
     def to_json(self) -> dict:
         item = self.item
         return {
+            "item_id": item.identity_key,
+            "fingerprint": item.fingerprint,
             "story_id": item.story_id,
             "title": item.title,
             "url": item.url,

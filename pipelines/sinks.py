@@ -29,26 +29,41 @@ SUMMARY_REFRESH_S = 1.0
 
 
 class JsonLines:
-    """An append-only JSON-lines file: one whole line per record, flushed as written."""
+    """An append-only JSON-lines file: one whole line per record, flushed as written.
+
+    A line torn by a crash is ended with a newline on open, so it stays one unreadable line
+    (which readers skip) instead of swallowing the next record.
+    """
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "a", encoding="utf-8")
+        self.path = path
+        self._handle = open(path, "a+b")  # noqa: SIM115 - held open for the sink's lifetime, closed in teardown
+        if self._handle.tell() > 0:
+            self._handle.seek(-1, os.SEEK_END)
+            if self._handle.read(1) != b"\n":
+                self._handle.write(b"\n")
+                self._handle.flush()
 
-    def write(self, record: dict) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def write(self, record: dict) -> int:
+        """Append one record; returns the file offset just after it."""
+        self._handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         self._handle.flush()
+        return self._handle.tell()
 
     def close(self) -> None:
         self._handle.close()
 
 
-def read_json_lines(path: Path) -> list[dict]:
-    """Every whole record of a JSON-lines file; a torn last line (a crash mid-write) is skipped."""
+def read_json_lines(path: Path, start: int = 0) -> list[dict]:
+    """Every whole record of a JSON-lines file from byte `start`; a line torn by a crash is skipped."""
     if not path.exists():
         return []
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read()
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -110,13 +125,30 @@ class FileSinkFn(beam.DoFn):
         self._counted_since_summary = False
 
 
+def written_keys(record: dict) -> tuple[str, dict[str, str]]:
+    """What an items.jsonl record tells the store: its story and the keys Deduplicate looks up."""
+    return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"]}
+
+
 class WriteItemsFn(FileSinkFn):
+    """Writes each unique item, then marks its keys as written in the store.
+
+    The file is the log and the store its checkpoint: a kill between the two leaves lines
+    past the store's committed offset, which the next start takes over (so a restarted run
+    neither loses nor rewrites them)."""
+
     FILE = ITEMS_FILE
 
+    def setup(self):
+        super().setup()
+        path = str(self._out.path)
+        tail = read_json_lines(self._out.path, self._store.committed_offset(path))
+        self._store.remember([written_keys(record) for record in tail if "item_id" in record], path, self._out.path.stat().st_size)
+
     def process(self, annotated: Annotated):
-        item = annotated.item
-        self._out.write(annotated.to_json())
-        self._store.remember(item.story_id, {"identity": item.identity_key, "fingerprint": item.fingerprint})
+        record = annotated.to_json()
+        offset = self._out.write(record)
+        self._store.remember([written_keys(record)], str(self._out.path), offset)
         self._store.count(self._run_id, "unique")
         self.counted()
 

@@ -19,6 +19,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, key TEXT NOT NULL, story_id TEXT NOT NULL, PRIMARY KEY (kind, key));
 CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, story_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_by_story ON alerts (story_id);
+CREATE TABLE IF NOT EXISTS sink_offsets (path TEXT PRIMARY KEY, offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS run_counts (run_id TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (run_id, kind));
 CREATE TABLE IF NOT EXISTS feed_health (feed TEXT PRIMARY KEY, run_id TEXT NOT NULL, last_success REAL, last_error TEXT,
                                         consecutive_failures INTEGER NOT NULL DEFAULT 0);
@@ -65,12 +66,19 @@ class StateStore:
         row = self._db.execute("SELECT story_id FROM seen WHERE kind = ? AND key = ?", (kind, key)).fetchone()
         return row[0] if row else None
 
-    def remember(self, story_id: str, keys: dict[str, str]) -> None:
+    def remember(self, written: list[tuple[str, dict[str, str]]], sink_path: str, offset: int) -> None:
+        """Mark (story_id, {kind: key}) pairs as written, and the sink file as committed up to `offset`, at once."""
         with self._transaction():
             self._db.executemany(
                 "INSERT OR IGNORE INTO seen (kind, key, story_id) VALUES (?, ?, ?)",
-                [(kind, key, story_id) for kind, key in keys.items()],
+                [(kind, key, story_id) for story_id, keys in written for kind, key in keys.items()],
             )
+            self._db.execute("INSERT INTO sink_offsets (path, offset) VALUES (?, ?) "
+                             "ON CONFLICT (path) DO UPDATE SET offset = excluded.offset", (sink_path, offset))
+
+    def committed_offset(self, sink_path: str) -> int:
+        row = self._db.execute("SELECT offset FROM sink_offsets WHERE path = ?", (sink_path,)).fetchone()
+        return row[0] if row else 0
 
     def raise_alert(self, alert: dict, write) -> dict | None:
         """Store a new alert with every source its story has had so far, calling `write(alert)` before the
