@@ -131,11 +131,13 @@ def written_keys(record: dict) -> tuple[str, dict[str, str]]:
 
 
 class WriteItemsFn(FileSinkFn):
-    """Writes each unique item, then marks its keys as written in the store.
+    """Writes each unique item at once, and marks the keys of what it wrote in the store after
+    each bundle (and at least once a second).
 
-    The file is the log and the store its checkpoint: a kill between the two leaves lines
-    past the store's committed offset, which the next start takes over (so a restarted run
-    neither loses nor rewrites them)."""
+    The file is the log and the store its checkpoint: a kill before a commit leaves lines past
+    the store's committed offset, which the next start takes over (so a restarted run neither
+    loses nor rewrites them). Within a run, Deduplicate's own state already knows these keys.
+    """
 
     FILE = ITEMS_FILE
 
@@ -143,14 +145,28 @@ class WriteItemsFn(FileSinkFn):
         super().setup()
         path = str(self._out.path)
         tail = read_json_lines(self._out.path, self._store.committed_offset(path))
-        self._store.remember([written_keys(record) for record in tail if "item_id" in record], path, self._out.path.stat().st_size)
+        self._offset = self._out.path.stat().st_size
+        self._store.remember([written_keys(record) for record in tail if "item_id" in record], path, self._offset)
+        self._pending: list[tuple[str, dict[str, str]]] = []
 
     def process(self, annotated: Annotated):
         record = annotated.to_json()
-        offset = self._out.write(record)
-        self._store.remember([written_keys(record)], str(self._out.path), offset)
-        self._store.count(self._run_id, "unique")
-        self.counted()
+        self._offset = self._out.write(record)
+        self._pending.append(written_keys(record))
+        if time.monotonic() - self._summary_at >= SUMMARY_REFRESH_S:
+            self._commit()
+            self.counted()
+
+    def finish_bundle(self):
+        self._commit()
+        super().finish_bundle()
+
+    def _commit(self):
+        if self._pending:
+            self._store.remember(self._pending, str(self._out.path), self._offset)
+            self._store.count(self._run_id, "unique", len(self._pending))
+            self._pending = []
+            self._counted_since_summary = True
 
 
 class WriteDeadLettersFn(FileSinkFn):
