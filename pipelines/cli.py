@@ -82,8 +82,13 @@ def run(argv: list[str]) -> int:
     state_dir = nw.state_dir or tempfile.mkdtemp(prefix="newswatch-state-")
     nw.run_id = nw.run_id or uuid.uuid4().hex
     telemetry.build_info(__version__, model.version)
+    telemetry.feeds_watched(feed.name for feed in feeds)
     if nw.metrics_port is not None:
-        telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
+        try:
+            telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
+        except OSError as err:
+            return _fail(f"--metrics-port {nw.metrics_port}: cannot listen on {nw.metrics_address} ({err.strerror}); "
+                         "choose a free port")
     _stop_on_sigterm()
     try:
         with beam.Pipeline(options=options) as p:
