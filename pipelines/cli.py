@@ -74,6 +74,12 @@ def run(argv: list[str]) -> int:
             StateStore(nw.state_dir).close()
     except (ConfigError, ModelLoadError, StateError) as err:
         return _fail(str(err))
+    if nw.metrics_port is not None:
+        try:
+            telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
+        except OSError as err:
+            return _fail(f"--metrics-port {nw.metrics_port}: cannot listen on {nw.metrics_address} ({err.strerror}); "
+                         "choose a free port")
     options.view_as(StandardOptions).streaming = nw.mode == "stream"
     out = Path(nw.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,12 +89,6 @@ def run(argv: list[str]) -> int:
     nw.run_id = nw.run_id or uuid.uuid4().hex
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
-    if nw.metrics_port is not None:
-        try:
-            telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
-        except OSError as err:
-            return _fail(f"--metrics-port {nw.metrics_port}: cannot listen on {nw.metrics_address} ({err.strerror}); "
-                         "choose a free port")
     _stop_on_sigterm()
     try:
         with beam.Pipeline(options=options) as p:

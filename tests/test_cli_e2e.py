@@ -183,3 +183,15 @@ def test_bad_feeds_config_is_one_line_naming_file_and_fix(tmp_path, content, mes
     assert result.returncode == 2
     assert message in result.stderr and f"{feeds}:" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_busy_metrics_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_newswatch("run", "--out", str(tmp_path / "out"), "--metrics-port", str(port))
+    assert result.returncode == 2
+    assert f"--metrics-port {port}: cannot listen" in result.stderr and "Traceback" not in result.stderr
