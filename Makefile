@@ -21,7 +21,7 @@ install: $(BIN)/.installed ## create .venv/ with newswatch and its test tools in
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet -e '.[test,lint,gcp]'
 	touch $@
 
 system-deps: ## install the system packages the tests use (Prometheus, Alertmanager, Java, Maven) where missing
@@ -33,7 +33,7 @@ $(MODEL): $(BIN)/.installed $(CORPUS) classifiers/train.py classifiers/topic_mod
 run: install $(MODEL) ## run on the bundled feeds (or FEEDS=... WATCHLIST=... MODE=stream OUT=... ARGS=...)
 	$(BIN)/newswatch run --feeds $(FEEDS) --watchlist $(WATCHLIST) --mode $(MODE) --out $(OUT) $(ARGS)
 
-test: install system-deps $(MODEL) ## run the whole test suite
+test: install system-deps $(MODEL) flink-jar ## run the whole test suite
 	$(BIN)/python -m pytest
 
 train: install ## retrain the topic model from the labeled corpus
@@ -44,6 +44,20 @@ eval: install $(MODEL) ## evaluate the topic model on the held-out split
 
 bench: install $(MODEL) ## run the benchmarks (not part of make test)
 	$(BIN)/python -m bench.run
+
+# Running at scale: Flink and Dataflow (deploy/flink/, deploy/dataflow/, README "Running at scale").
+FLINK_VERSION ?= 2.2
+.PHONY: flink-jar test-flink dataflow-template
+
+flink-jar: ## fetch Beam's Flink job-server jar into .cache/flink/ with Maven (if it cannot, the Flink tests skip)
+	FLINK_VERSION=$(FLINK_VERSION) ./deploy/flink/fetch-job-server.sh
+
+test-flink: install system-deps $(MODEL) ## run the Flink tests alone; fails when Java or the jar cannot be had
+	NEWSWATCH_REQUIRE_FLINK=1 FLINK_VERSION=$(FLINK_VERSION) ./deploy/flink/fetch-job-server.sh
+	NEWSWATCH_REQUIRE_FLINK=1 FLINK_VERSION=$(FLINK_VERSION) $(BIN)/python -m pytest tests/test_flink.py
+
+dataflow-template: $(MODEL) ## build and push the Dataflow Flex Template (IMAGE=... TEMPLATE=gs://...; needs docker, gcloud)
+	IMAGE=$(IMAGE) TEMPLATE=$(TEMPLATE) ./deploy/dataflow/build-template.sh
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check pipelines classifiers tests
