@@ -2,25 +2,32 @@
 
 An alert is raised when a unique item mentions at least one watchlist actor and carries at
 least one of the watchlist's alert topics (with at least `min_score`, where set). Its id
-is a hash of the story, the actor set and the topic set, so the same story gives the same
-alert in every run and on every runner; the sink writes an id only once, and a copy of
-the story that arrives later adds its source to the stored alert (alert_updates.jsonl).
+is a hash of the story, the actor set and the topic set (the alert key), so the same story
+gives the same alert in every run and on every runner; the sink writes a key only once per
+window, and a copy of the story that arrives later adds its source to the stored alert
+(alert_updates.jsonl).
+
+The window (`alerts: window_hours`, default 24) is measured in publication time, not wall
+time: the same key raises again, as `<key>-2`, `<key>-3`, ..., only for a copy published at
+least window_hours after the copy that raised the last one. So replaying old feeds never
+re-alerts, the result does not depend on when the pipeline runs, and every alert id is
+unique (it is also the webhooks' Idempotency-Key).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from pathlib import Path
 
 import apache_beam as beam
 
 from pipelines import telemetry
-from pipelines.config import AlertRules
+from pipelines.config import AlertRules, SinkConfig
 from pipelines.dedup import SourceUpdate
 from pipelines.records import Annotated, iso_utc
 from pipelines.sinks import ALERT_UPDATES_FILE, ALERTS_FILE, FileSinkFn, read_json_lines, source_dicts
+from pipelines.webhooks import DeliverAlertsFn
 
 
 def alert_id_of(story_id: str, actors: list[str], topics: list[str]) -> str:
@@ -49,13 +56,14 @@ def build_alert(annotated: Annotated, rules: AlertRules) -> dict | None:
 
 
 class WriteAlertsFn(FileSinkFn):
-    """Writes each alert id once (across runs, through the state store) to alerts.jsonl, and stdout if asked."""
+    """(alert, published, fetched_at) -> the alert, if raised now: written to alerts.jsonl and queued for each
+    delivery sink in one store transaction; an alert key raised for a copy published within the window is not."""
 
     FILE = ALERTS_FILE
 
-    def __init__(self, out_dir: str, state_dir: str, run_id: str, to_stdout: bool):
+    def __init__(self, out_dir: str, state_dir: str, run_id: str, window_hours: float, sinks: tuple[str, ...]):
         super().__init__(out_dir, state_dir, run_id)
-        self._to_stdout = to_stdout
+        self._window_s, self._sinks = window_hours * 3600, sinks
 
     def setup(self):
         super().setup()
@@ -63,17 +71,15 @@ class WriteAlertsFn(FileSinkFn):
 
     def process(self, element):
         alert, published, fetched_at = element
-        alert = self._store.raise_alert({**alert, "raised_at": iso_utc(time.time())}, self._out.write)
-        if alert is None:  # raised before, by this run or an earlier one
+        alert = self._store.raise_alert({**alert, "raised_at": iso_utc(time.time())}, self._out.write, published,
+                                        self._window_s, self._sinks)
+        if alert is None:  # raised before, by this run or an earlier one, within the window
             return
         telemetry.alert_delivered("file", "ok")
-        if self._to_stdout:
-            print(f"ALERT {alert['alert_id']} [{', '.join(alert['topics'])}] {', '.join(alert['actors'])}: {alert['title']}",
-                  file=sys.stdout, flush=True)
-            telemetry.alert_delivered("stdout", "ok")
         telemetry.alert_raised(alert["actors"], alert["topics"], published, fetched_at)
         self._store.count(self._run_id, "alerts")
         self.counted()
+        yield alert
 
 
 class AddSourcesFn(FileSinkFn):
@@ -89,20 +95,32 @@ class AddSourcesFn(FileSinkFn):
         self.counted()
 
 
+def delivery_sinks(rules: AlertRules, to_stdout: bool) -> tuple[SinkConfig, ...]:
+    """The watchlist's sinks, plus stdout when `--alerts-to-stdout` asks for it and the watchlist has none."""
+    has_stdout = any(sink.kind == "stdout" for sink in rules.sinks)
+    return rules.sinks + ((SinkConfig(name="stdout", kind="stdout"),) if to_stdout and not has_stdout else ())
+
+
 class EmitAlerts(beam.PTransform):
-    """(Annotated, SourceUpdate) -> alerts written once each to alerts.jsonl (and stdout if asked)."""
+    """(Annotated, SourceUpdate) -> the alerts raised: each written once to alerts.jsonl, then delivered to each
+    sink of the watchlist (pipelines.webhooks), one DoFn per sink at the edge."""
 
     def __init__(self, rules: AlertRules, out_dir: str, state_dir: str, run_id: str, to_stdout: bool = False):
         super().__init__()
-        self._rules, self._sink_args, self._to_stdout = rules, (out_dir, state_dir, run_id), to_stdout
+        self._rules, self._sink_args = rules, (out_dir, state_dir, run_id)
+        self._sinks = delivery_sinks(rules, to_stdout)
 
     def expand(self, inputs):
         annotated, updates = inputs
         updates | "AddSources" >> beam.ParDo(AddSourcesFn(*self._sink_args))
-        return (
+        raised = (
             annotated
             | "Decide" >> beam.FlatMap(
                 lambda a, rules=self._rules: [(alert, a.item.published, a.item.fetched_at)]
                 if (alert := build_alert(a, rules)) else [])
-            | "Write" >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._to_stdout))
+            | "Write" >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._rules.window_hours,
+                                                  tuple(sink.name for sink in self._sinks)))
         )
+        for sink in self._sinks:
+            raised | f"Deliver-{sink.name}" >> beam.ParDo(DeliverAlertsFn(sink, *self._sink_args))
+        return raised

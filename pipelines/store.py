@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 DB_NAME = "newswatch.sqlite3"
@@ -25,6 +26,12 @@ CREATE TABLE IF NOT EXISTS feed_health (feed TEXT PRIMARY KEY, run_id TEXT NOT N
                                         consecutive_failures INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS story_sources (story_id TEXT NOT NULL, feed TEXT NOT NULL, url TEXT NOT NULL,
                                           PRIMARY KEY (story_id, feed, url));
+-- The latest alert raised for each alert key (story + actor set + topic set), for the alert window.
+CREATE TABLE IF NOT EXISTS alert_keys (key TEXT PRIMARY KEY, alert_id TEXT NOT NULL, occurrence INTEGER NOT NULL,
+                                       published REAL NOT NULL);
+-- The outbox of each delivery sink: pending until delivered (alone or in a digest) or dead-lettered.
+CREATE TABLE IF NOT EXISTS deliveries (sink TEXT NOT NULL, alert_id TEXT NOT NULL, status TEXT NOT NULL,
+                                       reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (sink, alert_id));
 """
 
 
@@ -80,24 +87,61 @@ class StateStore:
         row = self._db.execute("SELECT offset FROM sink_offsets WHERE path = ?", (sink_path,)).fetchone()
         return row[0] if row else 0
 
-    def raise_alert(self, alert: dict, write) -> dict | None:
+    def raise_alert(self, alert: dict, write, published: float, window_s: float, sinks: tuple[str, ...] = ()) -> dict | None:
         """Store a new alert with every source its story has had so far, calling `write(alert)` before the
-        commit; None if the id was raised before. A crash after `write` leaves the alert in the output
-        file but not here: `adopt_alerts` at the next start takes it over from the file."""
+        commit; None if its key (its `alert_id`) was raised for a copy published less than `window_s` earlier.
+        A later occurrence of the key gets the id `<key>-<n>`. The alert is queued for each of `sinks` in the
+        same transaction. A crash after `write` leaves the alert in the output file but not here:
+        `adopt_alerts` at the next start takes it over from the file."""
+        key = alert["alert_id"]
         with self._transaction():
-            if self._db.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert["alert_id"],)).fetchone():
+            row = self._db.execute("SELECT occurrence, published FROM alert_keys WHERE key = ?", (key,)).fetchone()
+            if row and published < row[1] + window_s:
                 return None
+            occurrence = row[0] + 1 if row else 1
             known = self._db.execute("SELECT feed, url FROM story_sources WHERE story_id = ?", (alert["story_id"],)).fetchall()
-            alert = {**alert, "sources": _merged(alert["sources"], [{"feed": f, "url": u} for f, u in known])}
+            alert = {**alert, "alert_id": key if occurrence == 1 else f"{key}-{occurrence}",
+                     "sources": _merged(alert["sources"], [{"feed": f, "url": u} for f, u in known])}
             self._db.execute("INSERT INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
                              (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)))
+            self._db.execute("INSERT OR REPLACE INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?)",
+                             (key, alert["alert_id"], occurrence, published))
+            self._db.executemany("INSERT OR IGNORE INTO deliveries (sink, alert_id, status) VALUES (?, ?, 'pending')",
+                                 [(sink, alert["alert_id"]) for sink in sinks])
             write(alert)
             return alert
 
     def adopt_alerts(self, alerts: list[dict]) -> None:
+        """Take over alerts found in alerts.jsonl but not here (each with its key, occurrence and publication time)."""
         with self._transaction():
-            self._db.executemany("INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
-                                 [(a["alert_id"], a["story_id"], json.dumps(a, ensure_ascii=False)) for a in alerts])
+            for alert in alerts:
+                if self._db.execute("INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
+                                    (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False))).rowcount:
+                    key, occurrence = alert_key_of(alert["alert_id"])
+                    published = datetime.strptime(alert["published"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+                    self._db.execute("INSERT INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?) "
+                                     "ON CONFLICT (key) DO UPDATE SET alert_id = excluded.alert_id, occurrence = excluded.occurrence, "
+                                     "published = excluded.published WHERE excluded.occurrence > occurrence",
+                                     (key, alert["alert_id"], occurrence, published))
+
+    # --- deliveries: each sink's outbox ------------------------------------------------
+
+    def pending_deliveries(self, sink: str) -> list[dict]:
+        """The alerts still owed to `sink` (raised, then the process stopped before delivering them)."""
+        rows = self._db.execute("SELECT record FROM alerts JOIN deliveries USING (alert_id) "
+                                "WHERE sink = ? AND status = 'pending' ORDER BY alerts.rowid", (sink,)).fetchall()
+        return [json.loads(record) for (record,) in rows]
+
+    def delivery_status(self, sink: str, alert_id: str) -> str | None:
+        row = self._db.execute("SELECT status FROM deliveries WHERE sink = ? AND alert_id = ?", (sink, alert_id)).fetchone()
+        return row[0] if row else None
+
+    def record_deliveries(self, sink: str, alert_ids: list[str], status: str, reason: str = "") -> None:
+        """Mark alerts `delivered` or `dead` (with the reason) for `sink`."""
+        with self._transaction():
+            self._db.executemany("INSERT INTO deliveries (sink, alert_id, status, reason) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (sink, alert_id) DO UPDATE SET status = excluded.status, reason = excluded.reason",
+                                 [(sink, alert_id, status, reason) for alert_id in alert_ids])
 
     def add_sources(self, story_id: str, sources: list[dict]) -> list[dict]:
         """Record a story's later sources and append them to its stored alerts; returns the alerts that changed."""
@@ -145,9 +189,15 @@ class StateStore:
         }
         failed = sum(1 for health in feeds.values() if health["consecutive_failures"])
         return {
-            **{kind: counts.get(kind, 0) for kind in ("fetched", "unique", "duplicates", "dead_letter_items", "alerts")},
+            **{kind: counts.get(kind, 0) for kind in ("fetched", "unique", "duplicates", "dead_letter_items", "alerts", "entries_cut")},
             "feeds_ok": len(feeds) - failed, "feeds_failed": failed, "feeds": feeds,
         }
+
+
+def alert_key_of(alert_id: str) -> tuple[str, int]:
+    """`a-<hash>` -> (a-<hash>, 1); `a-<hash>-<n>` (a later occurrence, past the window) -> (a-<hash>, n)."""
+    parts = alert_id.split("-")
+    return "-".join(parts[:2]), int(parts[2]) if len(parts) > 2 else 1
 
 
 def _merged(sources: list[dict], more: list[dict]) -> list[dict]:

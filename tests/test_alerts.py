@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import replace
 
 from pipelines.alerts import alert_id_of, build_alert
 from pipelines.config import AlertRules
-from pipelines.records import Annotated, Item, Mention, Source
+from pipelines.records import Annotated, Item, Mention, Source, iso_utc
+from pipelines.store import StateStore
 
 ITEM = Item(feed="wire", url="https://wire.example.org/a", guid="", title="Lavrov in Riyadh", text="Talks on a truce.",
             published=1_795_597_200.0, published_estimated=False, fetched_at=1_795_600_000.0, identity_key="i1",
@@ -43,3 +45,23 @@ def test_alert_id_depends_on_story_actor_set_and_topic_set_only():
     assert alert_id_of("s-1", ["B", "A"], ["y", "x"]) == alert_id_of("s-1", ["A", "B"], ["x", "y"])
     assert alert_id_of("s-1", ["A"], ["x"]) != alert_id_of("s-2", ["A"], ["x"])
     assert alert_id_of("s-1", ["A"], ["x"]) != alert_id_of("s-1", ["A", "B"], ["x"])
+
+
+def test_an_alert_key_raises_again_only_for_a_copy_published_a_window_later(tmp_path):
+    """The window runs on publication time: replays of old copies never re-alert, and each occurrence has its own id."""
+    alert = build_alert(ANNOTATED, AlertRules())
+    day, written = 24 * 3600.0, []
+    with closing(StateStore(tmp_path / "state")) as store:
+        def raise_at(hours: float):
+            published = ITEM.published + hours * 3600
+            raised = store.raise_alert({**alert, "published": iso_utc(published)}, written.append, published, day, ("desk",))
+            return raised and raised["alert_id"]
+
+        key = alert["alert_id"]
+        assert [raise_at(h) for h in (0, 1, 23.9, 24, 30, 47.9, 48)] == [key, None, None, f"{key}-2", None, None, f"{key}-3"]
+        assert [a["alert_id"] for a in written] == [key, f"{key}-2", f"{key}-3"]
+        assert store.pending_deliveries("desk") == written
+    with closing(StateStore(tmp_path / "fresh")) as store:  # a new state dir that adopts the alerts file
+        store.adopt_alerts(written)
+        assert store.raise_alert(alert, written.append, ITEM.published + 50 * 3600, day) is None
+        assert store.pending_deliveries("desk") == []  # adopted alerts are not sent again
