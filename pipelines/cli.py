@@ -110,7 +110,7 @@ def annotate(argv: list[str]) -> int:
     parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH))
     args = parser.parse_args(argv)
     try:
-        watchlist = load_watchlist(args.watchlist)
+        watchlist = load_watchlist(args.watchlist, check_secrets=False)
         model = load_model(args.model)
     except (ConfigError, ModelLoadError) as err:
         return _fail(str(err))

@@ -257,7 +257,7 @@ def _check_alias_clashes(path: Path, entries: list, actors: list[Actor]) -> None
             raise ConfigError(f"{_where(path, entry)}: actor {name!r}: role {role.text!r} is also a name alias; list it once")
 
 
-def _sink(path: Path, node: Any, index: int, environ: Mapping[str, str]) -> SinkConfig:
+def _sink(path: Path, node: Any, index: int, environ: Mapping[str, str] | None) -> SinkConfig:
     """One `sinks:` entry: {type: stdout} or {type: webhook, name, url_env, format, max_per_minute, timeout_s,
     max_attempts, backoff_s, max_backoff_s}. The webhook URL is read from the environment, never from the file,
     and never appears in an error message."""
@@ -276,7 +276,7 @@ def _sink(path: Path, node: Any, index: int, environ: Mapping[str, str]) -> Sink
     url_env = _text(path, node, "url_env", what)
     if not set(url_env) <= _ENV_CHARS or url_env[0].isdigit():
         raise ConfigError(f"{_where(path, node)}: {what}: `url_env` must name an environment variable (A-Z, 0-9, _), not {url_env!r}")
-    if not environ.get(url_env, "").startswith(("http://", "https://")):
+    if environ is not None and not environ.get(url_env, "").startswith(("http://", "https://")):
         state = "does not hold an http(s) URL" if environ.get(url_env) else "is not set"
         raise ConfigError(f"{_where(path, node)}: {what}: environment variable {url_env} {state}; export it with the webhook URL")
     form = node.get("format", "json")
@@ -300,7 +300,7 @@ def _per_minute(path: Path, node: Any, what: str) -> int | None:
     return value
 
 
-def _alert_rules(path: Path, section: Any, environ: Mapping[str, str]) -> AlertRules:
+def _alert_rules(path: Path, section: Any, environ: Mapping[str, str] | None) -> AlertRules:
     """`alerts:` {topics, min_score, window_hours, sinks}."""
     _check_keys(path, section, "the alerts section", set(), {"topics", "min_score", "window_hours", "sinks"})
     topics = section.get("topics", list(TOPICS))
@@ -321,9 +321,10 @@ def _alert_rules(path: Path, section: Any, environ: Mapping[str, str]) -> AlertR
                       sinks=tuple(sinks))
 
 
-def load_watchlist(path: Path | str, environ: Mapping[str, str] | None = None) -> Watchlist:
+def load_watchlist(path: Path | str, environ: Mapping[str, str] | None = None, check_secrets: bool = True) -> Watchlist:
     """`actors:` a list of {name, aliases}; `alerts:` {topics, min_score, window_hours, sinks}. Webhook URLs are
-    looked up in `environ` (default: the process environment) and must be there."""
+    looked up in `environ` (default: the process environment) and must be there, unless `check_secrets` is off
+    (for `newswatch annotate`, which sends nothing)."""
     path = Path(path)
     root = _read_yaml(path)
     _check_keys(path, root, "the watchlist file", {"actors"}, {"alerts"})
@@ -337,5 +338,7 @@ def load_watchlist(path: Path | str, environ: Mapping[str, str] | None = None) -
             raise ConfigError(f"{_where(path, entry)}: actor {actor.name!r}: listed twice; merge the two entries")
         seen.add(actor.name)
     _check_alias_clashes(path, entries, actors)
-    rules = _alert_rules(path, root["alerts"], os.environ if environ is None else environ) if "alerts" in root else AlertRules()
+    if check_secrets and environ is None:
+        environ = os.environ
+    rules = _alert_rules(path, root["alerts"], environ if check_secrets else None) if "alerts" in root else AlertRules()
     return Watchlist(actors=tuple(actors), alerts=rules)
