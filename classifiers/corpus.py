@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from classifiers import TOPICS
 
 CORPUS_DIR = Path(__file__).parent / "data" / "corpus"
@@ -44,6 +46,7 @@ def model_input(title: str, text: str) -> str:
 
 
 def split_of(example_id: str) -> str:
+    """The split an id belongs to, from its SHA-256: stable across runs, machines and corpus growth."""
     digest = hashlib.sha256(example_id.encode("utf-8")).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     for name, bound in SPLIT_BOUNDS:
@@ -53,20 +56,30 @@ def split_of(example_id: str) -> str:
 
 
 def parse_example(line: str, where: str) -> Example:
+    """One corpus line -> Example; CorpusError naming `where` (file:line) if it has the wrong shape."""
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as err:
         raise CorpusError(f"{where}: not valid JSON ({err.msg}); write one JSON object per line") from err
+    if not isinstance(raw, dict):
+        raise CorpusError(f"{where}: expected a JSON object, found {type(raw).__name__}")
     missing = [key for key in ("id", "lang", "title", "text", "labels") if key not in raw]
     if missing:
         raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
-    unknown = sorted(set(raw["labels"]) - set(TOPICS))
+    if not isinstance(raw["labels"], list):
+        raise CorpusError(f"{where}: labels must be a list of topics, found {raw['labels']!r}")
+    unknown = sorted(set(map(str, raw["labels"])) - set(TOPICS))
     if unknown:
         raise CorpusError(f"{where}: unknown label(s) {unknown}; use only {list(TOPICS)}")
+    form = str(raw.get("form", "summary"))
+    if form not in FORMS:
+        raise CorpusError(f"{where}: unknown form {form!r}; use one of {list(FORMS)}")
+    if not str(raw["title"]).strip() and not str(raw["text"]).strip():
+        raise CorpusError(f"{where}: title and text are both empty")
     return Example(
         id=str(raw["id"]),
         lang=str(raw["lang"]),
-        form=str(raw.get("form", "summary")),
+        form=form,
         title=str(raw["title"]),
         text=str(raw["text"]),
         labels=tuple(label for label in TOPICS if label in raw["labels"]),
@@ -93,6 +106,7 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> list[Example]:
 
 
 def corpus_hash(examples: list[Example]) -> str:
+    """A short digest of every example's id, text and labels: the model records what it learned from."""
     digest = hashlib.sha256()
     for example in examples:
         digest.update(json.dumps([example.id, example.title, example.text, example.labels]).encode())
@@ -100,7 +114,13 @@ def corpus_hash(examples: list[Example]) -> str:
 
 
 def split(examples: list[Example]) -> dict[str, list[Example]]:
+    """Examples -> {"train": [...], "validation": [...], "test": [...]}, each in corpus order."""
     parts: dict[str, list[Example]] = {name: [] for name, _ in SPLIT_BOUNDS}
     for example in examples:
         parts[split_of(example.id)].append(example)
     return parts
+
+
+def label_matrix(examples: list[Example]) -> np.ndarray:
+    """Examples -> 0/1 matrix of shape (examples, TOPICS), column k for TOPICS[k]."""
+    return np.array([[label in example.labels for label in TOPICS] for example in examples], dtype=int).reshape(-1, len(TOPICS))

@@ -1,0 +1,311 @@
+"""The topic classifier: corpus checks, training, thresholds, metrics, explanations, held-out quality.
+
+The quality tests use the model `make test` builds (classifiers/model/topic_model.joblib) and
+train one here only when that file is missing or was trained on another corpus. Training
+behaviour is tested on a small slice of the corpus, which takes a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import joblib
+import numpy as np
+import pytest
+
+from classifiers import TOPICS
+from classifiers.corpus import CorpusError, Example, corpus_hash, load_corpus, split
+from classifiers.evaluate import TARGET_MACRO_F1, TARGET_MICRO_PRECISION, evaluate, format_report, topic_metrics
+from classifiers.keyword_baseline import KeywordBaseline
+from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, load_model
+from classifiers.train import choose_threshold, train
+
+# What the shipped model measured on the held-out split (see classifiers/MODEL_CARD.md), less
+# about one bootstrap standard error: a real regression fails, test-set noise does not.
+FLOOR_MACRO_F1 = 0.87
+FLOOR_MICRO_PRECISION = 0.91
+FLOOR_MARGIN_OVER_KEYWORDS = 0.03
+
+
+def write_corpus(folder, examples: list[Example], name: str = "part.jsonl"):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({**asdict(e), "labels": list(e.labels)}, ensure_ascii=False) for e in examples]
+    (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Example]:
+    return load_corpus()
+
+
+@pytest.fixture(scope="module")
+def model(corpus) -> TopicModel:
+    """The built model when it matches the corpus, else one trained here (once per session)."""
+    try:
+        built = load_model(DEFAULT_MODEL_PATH)
+    except ModelLoadError:
+        return train()
+    return built if built.metadata["training_data_hash"] == corpus_hash(corpus) else train()
+
+
+@pytest.fixture(scope="module")
+def held_out(model, corpus) -> dict:
+    return evaluate(model, split(corpus)["test"])
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory, corpus):
+    """Every fifth example of the real corpus: all topics and languages, quick to train on."""
+    return write_corpus(tmp_path_factory.mktemp("small") / "corpus", corpus[::5])
+
+
+@pytest.fixture(scope="module")
+def small_model(small_corpus) -> TopicModel:
+    return train(small_corpus, seed=7)
+
+
+# Corpus
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"id": "x-2", "lang": "en", "title": "Truce holds", "text": "", "labels": [}', "not valid JSON"),
+        ('{"id": "x-2", "lang": "en", "title": "Truce holds", "text": "", "labels": ["truce"]}', "unknown label(s) ['truce']"),
+        ('{"id": "x-1", "lang": "en", "title": "Truce holds", "text": "", "labels": []}', "'x-1' already used at"),
+        ('{"id": "x-2", "lang": "en", "title": "Truce holds", "text": "", "labels": "ceasefire"}', "labels must be a list"),
+        ('{"id": "x-2", "lang": "en", "title": "Truce", "text": "", "labels": [], "form": "tweet"}', "unknown form 'tweet'"),
+        ('{"id": "x-2", "lang": "en", "title": "Truce holds", "labels": []}', "missing field(s) text"),
+    ],
+)
+def test_corpus_errors_name_the_file_and_line(tmp_path, line, expected):
+    good = '{"id": "x-1", "lang": "en", "title": "Envoy arrives in Doha", "text": "", "labels": ["diplomatic_visit"]}'
+    path = tmp_path / "bad.jsonl"
+    path.write_text(good + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as caught:
+        load_corpus(tmp_path)
+    assert f"{path}:2:" in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_duplicate_id_error_names_both_places(tmp_path):
+    line = '{"id": "x-1", "lang": "en", "title": "Envoy arrives in Doha", "text": "", "labels": []}'
+    (tmp_path / "a.jsonl").write_text(line + "\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text("\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"b\.jsonl:2: id 'x-1' already used at .*a\.jsonl:1"):
+        load_corpus(tmp_path)
+
+
+def test_split_is_fixed_by_id_and_keeps_the_test_split_apart(corpus):
+    parts = split(corpus)
+    assert sum(len(part) for part in parts.values()) == len(corpus)
+    assert split(list(reversed(corpus)))["test"] == list(reversed(parts["test"]))
+    test_ids = {e.id for e in parts["test"]}
+    assert test_ids.isdisjoint(e.id for e in parts["train"] + parts["validation"])
+
+
+# Training
+
+
+def test_training_is_deterministic(small_corpus, small_model, corpus):
+    again = train(small_corpus, seed=7)
+    texts = [e.content for e in corpus[1::40]]
+    assert again.thresholds == small_model.thresholds
+    assert again.metadata == small_model.metadata
+    np.testing.assert_array_equal(again.estimator.predict_proba(texts), small_model.estimator.predict_proba(texts))
+    assert [p.scores for p in again.predict(texts)] == [p.scores for p in small_model.predict(texts)]
+
+
+def test_training_never_reads_the_test_split(small_corpus, monkeypatch):
+    seen: set[str] = set()
+
+    class Recording:
+        """An estimator that remembers every text it is fitted on or asked to score."""
+
+        def __init__(self, estimator):
+            self.estimator = estimator
+            self.named_steps = estimator.named_steps
+
+        def fit(self, texts, truth):
+            seen.update(texts)
+            self.estimator.fit(texts, truth)
+            return self
+
+        def predict_proba(self, texts):
+            seen.update(texts)
+            return self.estimator.predict_proba(texts)
+
+    import classifiers.train as training
+
+    real_build = training.build_estimator
+    monkeypatch.setattr(training, "build_estimator", lambda seed: Recording(real_build(seed)))
+    training.train(small_corpus, seed=7)
+    parts = split(load_corpus(small_corpus))
+    assert seen == {e.content for e in parts["train"] + parts["validation"]}
+    assert seen.isdisjoint(e.content for e in parts["test"])
+
+
+def test_saved_model_records_what_serving_and_audits_need(small_model, small_corpus):
+    metadata = small_model.metadata
+    assert metadata["labels"] == list(TOPICS)
+    assert metadata["training_data_hash"] == corpus_hash(load_corpus(small_corpus))
+    assert metadata["version"] == f"topics-{metadata['training_data_hash'][:8]}"
+    assert metadata["fitted_on"] == ["train", "validation"]
+    assert set(metadata["cross_validated_metrics"]["topics"]) == set(TOPICS)
+    assert set(small_model.thresholds) == set(TOPICS)
+
+
+def test_choose_threshold_reaches_the_precision_target():
+    rng = np.random.default_rng(3)
+    truth = np.r_[np.ones(300, dtype=int), np.zeros(700, dtype=int)]
+    scores = np.r_[rng.normal(0.7, 0.15, 300), rng.normal(0.35, 0.15, 700)]
+    threshold = choose_threshold(truth, scores, target_precision=0.95)
+    asserted = scores >= threshold
+    assert truth[asserted].mean() >= 0.95
+    # The lowest such threshold: one step lower, precision falls below the target.
+    next_lower = scores[scores < threshold].max()
+    assert truth[scores >= next_lower].mean() < 0.95
+    assert 0.2 < truth[asserted].sum() / truth.sum() < 1.0
+
+
+def test_choose_threshold_falls_back_to_best_f1_when_the_target_is_out_of_reach():
+    truth = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1])
+    # Precision never reaches 0.95 (the top item is a negative); F1 is best at 0.5 (3 of 5 right, all found).
+    assert choose_threshold(truth, scores, target_precision=0.95) == 0.5
+
+
+# Loading
+
+
+def test_load_model_refuses_another_scikit_learn_version(tmp_path, small_model):
+    path = tmp_path / "old.joblib"
+    joblib.dump(
+        {
+            "estimator": small_model.estimator,
+            "thresholds": small_model.thresholds,
+            "metadata": {**small_model.metadata, "sklearn_version": "0.24.2"},
+        },
+        path,
+    )
+    with pytest.raises(ModelLoadError, match=r"trained with scikit-learn 0\.24\.2.*run `make train`"):
+        load_model(path)
+
+
+def test_load_model_refuses_a_model_for_other_topics(tmp_path, small_model):
+    path = tmp_path / "other.joblib"
+    metadata = {**small_model.metadata, "labels": ["ceasefire", "sanctions"]}
+    joblib.dump({"estimator": small_model.estimator, "thresholds": small_model.thresholds, "metadata": metadata}, path)
+    with pytest.raises(ModelLoadError, match=r"sanctions.*run `make train`"):
+        load_model(path)
+
+
+def test_missing_or_unreadable_model_file_says_to_run_make_train(tmp_path):
+    missing = tmp_path / "nowhere.joblib"
+    with pytest.raises(ModelLoadError, match=r"nowhere\.joblib: no topic model here; run `make train`"):
+        load_model(missing)
+    garbage = tmp_path / "garbage.joblib"
+    garbage.write_bytes(b"not a joblib file")
+    with pytest.raises(ModelLoadError, match=r"garbage\.joblib: cannot read the topic model .*run `make train`"):
+        load_model(garbage)
+
+
+def test_saved_model_round_trips(tmp_path, small_model, corpus):
+    path = tmp_path / "model.joblib"
+    small_model.save(path)
+    loaded = load_model(path)
+    texts = [e.content for e in corpus[::97]]
+    assert loaded.predict(texts) == small_model.predict(texts)
+    assert loaded.version == small_model.version
+
+
+# Predictions and explanations
+
+
+def test_explanations_are_words_of_the_item_for_every_asserted_topic(model, corpus):
+    examples = split(corpus)["test"]
+    predictions = model.predict([e.content for e in examples])
+    asserted = 0
+    for example, prediction in zip(examples, predictions, strict=True):
+        assert set(prediction.terms) == set(prediction.topics)
+        for topic in prediction.topics:
+            asserted += 1
+            assert 1 <= len(prediction.terms[topic]) <= 3, (example.id, topic)
+            for term in prediction.terms[topic]:
+                assert term and term in example.content.lower(), (example.id, topic, term)
+    assert asserted > 100
+
+
+def test_prediction_shape(model):
+    assert model.predict([]) == []
+    [headline, unrelated] = model.predict(["Israel and Hamas agree to extend Gaza truce by two days", "Bakery wins bread award"])
+    assert headline.topics == ("ceasefire",)
+    assert "truce" in headline.terms["ceasefire"]
+    assert unrelated.topics == () and unrelated.terms == {}
+    assert set(headline.scores) == set(TOPICS) and all(0.0 <= s <= 1.0 for s in headline.scores.values())
+
+
+def test_keyword_baseline_rules():
+    baseline = KeywordBaseline()
+    assert baseline.topics("Israel and Hamas agree to extend Gaza truce") == ("ceasefire",)
+    assert baseline.topics("Football fans call a truce before the derby") == ()
+    assert baseline.topics("Перемир'я на Чорному морі порушено") == ("ceasefire",)
+    assert baseline.topics("Prime minister arrives in Kyiv for talks") == ("diplomatic_visit",)
+    assert baseline.topics("Minister opens a new museum wing for tourists") == ()
+    assert baseline.topics("UN convoys bring food to displaced families") == ("humanitarian_aid",)
+    assert baseline.topics("New hearing aid helps displaced workers") == ()
+
+
+# Evaluation
+
+
+def test_topic_metrics_on_a_hand_made_case():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]])
+    predicted = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]])
+    metrics = topic_metrics(truth, predicted)
+    ceasefire, aid, visit = (metrics["topics"][t] for t in TOPICS)
+    assert (ceasefire["precision"], ceasefire["recall"], ceasefire["f1"]) == (0.5, 0.5, 0.5)
+    assert (aid["precision"], aid["recall"], aid["f1"], aid["support"]) == (1.0, 1.0, 1.0, 1)
+    assert (visit["precision"], visit["recall"]) == (0.5, 1.0)
+    assert visit["f1"] == pytest.approx(2 / 3)
+    assert metrics["macro_f1"] == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
+    assert metrics["micro_precision"] == pytest.approx(3 / 5)
+    assert metrics["micro_recall"] == pytest.approx(3 / 4)
+    assert metrics["micro_f1"] == pytest.approx(6 / 9)
+
+
+def test_topic_metrics_leave_undefined_figures_out_of_the_average():
+    truth = np.array([[1, 0, 0], [0, 0, 0]])
+    predicted = np.array([[1, 0, 0], [0, 0, 1]])
+    metrics = topic_metrics(truth, predicted)
+    assert metrics["topics"]["humanitarian_aid"] == {"precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0}
+    assert metrics["topics"]["diplomatic_visit"]["f1"] == 0.0
+    assert metrics["macro_f1"] == 0.5
+
+
+def test_evaluation_report_covers_every_language_and_form(held_out, corpus):
+    test_split = split(corpus)["test"]
+    assert held_out["test_items"] == len(test_split)
+    assert set(held_out["per_language"]) == {e.lang for e in corpus} == {"en", "fr", "es", "ru", "uk", "vi", "pl"}
+    assert set(held_out["per_form"]) == {"headline", "summary", "lead", "page"}
+    for topic in TOPICS:
+        confusions = held_out["confusions"][topic]
+        assert all(record["title"] for record in confusions["false_positives"] + confusions["false_negatives"])
+    table = format_report(held_out)
+    assert "macro-F1" in table and "micro precision" in table and "worst confusions" in table
+    json.dumps(held_out)  # the report is written as JSON as it is
+
+
+def test_held_out_quality_does_not_regress(held_out):
+    metrics, margin = held_out["metrics"], held_out["margin_over_baseline"]
+    assert metrics["macro_f1"] >= FLOOR_MACRO_F1
+    assert metrics["micro_precision"] >= FLOOR_MICRO_PRECISION
+    assert margin["macro_f1"] >= FLOOR_MARGIN_OVER_KEYWORDS
+
+
+@pytest.mark.xfail(strict=True, reason="measured below the issue's bar on the held-out split; see classifiers/MODEL_CARD.md")
+def test_held_out_quality_reaches_the_issue_targets(held_out):
+    assert held_out["metrics"]["macro_f1"] >= TARGET_MACRO_F1
+    assert held_out["metrics"]["micro_precision"] >= TARGET_MICRO_PRECISION
