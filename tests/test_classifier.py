@@ -21,11 +21,8 @@ from classifiers.keyword_baseline import KeywordBaseline
 from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, load_model
 from classifiers.train import choose_threshold, train
 
-# What the shipped model measured on the held-out split (see classifiers/MODEL_CARD.md), less
-# about one bootstrap standard error: a real regression fails, test-set noise does not.
-FLOOR_MACRO_F1 = 0.87
-FLOOR_MICRO_PRECISION = 0.91
-FLOOR_MARGIN_OVER_KEYWORDS = 0.03
+# The model must stay ahead of the keyword baseline by at least this much macro-F1 (measured: +0.106).
+MIN_MARGIN_OVER_KEYWORDS = 0.05
 
 
 def write_corpus(folder, examples: list[Example], name: str = "part.jsonl"):
@@ -298,14 +295,7 @@ def test_evaluation_report_covers_every_language_and_form(held_out, corpus):
     json.dumps(held_out)  # the report is written as JSON as it is
 
 
-def test_held_out_quality_does_not_regress(held_out):
-    metrics, margin = held_out["metrics"], held_out["margin_over_baseline"]
-    assert metrics["macro_f1"] >= FLOOR_MACRO_F1
-    assert metrics["micro_precision"] >= FLOOR_MICRO_PRECISION
-    assert margin["macro_f1"] >= FLOOR_MARGIN_OVER_KEYWORDS
-
-
-@pytest.mark.xfail(strict=True, reason="measured below the issue's bar on the held-out split; see classifiers/MODEL_CARD.md")
-def test_held_out_quality_reaches_the_issue_targets(held_out):
+def test_held_out_quality_reaches_the_issue_targets_and_beats_keywords(held_out):
     assert held_out["metrics"]["macro_f1"] >= TARGET_MACRO_F1
     assert held_out["metrics"]["micro_precision"] >= TARGET_MICRO_PRECISION
+    assert held_out["margin_over_baseline"]["macro_f1"] >= MIN_MARGIN_OVER_KEYWORDS
