@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -34,6 +36,7 @@ USAGE_ERROR = 2
 # The FnApiRunner runs our pipeline in stream mode correctly (we use no timers or windows)
 # and starts at once; the DirectRunner would first try to download Prism. See the README.
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
+STOP_GRACE_S = 10.0
 
 
 def _fail(message: str) -> int:
@@ -41,11 +44,18 @@ def _fail(message: str) -> int:
     return USAGE_ERROR
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops a run like Ctrl-C: every line already written is whole and flushed."""
+def _stop_on_signals(finish) -> None:
+    """SIGTERM and Ctrl-C stop a run: the main thread gets KeyboardInterrupt and finishes up. Beam's worker
+    threads may be inside the endless PeriodicImpulse and would keep the process alive, so the process then
+    ends with os._exit; should the interrupt be swallowed somewhere, a watchdog calls `finish` and exits too.
+    Every output line is whole and flushed as written, so nothing is lost either way."""
     def handler(signum, frame):
+        watchdog = threading.Timer(STOP_GRACE_S, lambda: (finish(), os._exit(0)))
+        watchdog.daemon = True
+        watchdog.start()
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def print_report(out: Path, alerts_before: int) -> None:
@@ -89,18 +99,30 @@ def run(argv: list[str]) -> int:
     nw.run_id = nw.run_id or uuid.uuid4().hex
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
-    _stop_on_sigterm()
-    try:
-        with beam.Pipeline(options=options) as p:
-            build(p, nw, feeds, watchlist, state_dir)
-    except KeyboardInterrupt:
-        print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
-    finally:
+    stopped = False
+    finished = threading.Lock()
+
+    def finish() -> None:
+        if not finished.acquire(blocking=False):  # the watchdog and the main thread may both get here
+            return
         with closing(StateStore(state_dir)) as store:
             write_summary(out, store, nw.run_id)
         if not nw.state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
-    print_report(out, alerts_before)
+        print_report(out, alerts_before)
+        sys.stdout.flush()
+
+    _stop_on_signals(finish)
+    try:
+        with beam.Pipeline(options=options) as p:
+            build(p, nw, feeds, watchlist, state_dir)
+    except KeyboardInterrupt:
+        stopped = True
+        print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
+    finally:
+        finish()
+    if stopped:
+        os._exit(0)
     return 0
 
 
