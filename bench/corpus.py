@@ -1,9 +1,10 @@
 """The benchmark corpus: our labeled examples recombined into distinct feed items.
 
-Each item takes one example's title and text and a line naming a place and a date that
-differ per item, so no two items are exact copies; a share of items mention a tracked
-actor, and a share are republished copies of an earlier item (page furniture added, a new
-headline and a tracking parameter), as syndicated stories are.
+Each item takes one example's title and text behind a lead line of its own (a dateline and
+words drawn from the whole corpus), so no two items are copies or near-copies: the story
+stage compares leads and whole texts. A share of items mention a tracked actor, and a share
+are republished copies of an earlier item (page furniture added, a new headline and a
+tracking parameter), as syndicated stories are.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def generate(n_items: int, seed: int = 7, shape: Shape = Shape()) -> list[Entry]
     """n_items distinct entries (plus republished copies counted within n_items)."""
     rng = random.Random(seed)
     examples = [e for e in load_corpus() if e.text]
+    vocabulary = sorted({word for e in examples for word in e.text.split() if len(word) > 3 and word.isalpha()})
     entries: list[Entry] = []
     for n in range(n_items):
         if entries and rng.random() < shape.copy_share:
@@ -43,7 +45,8 @@ def generate(n_items: int, seed: int = 7, shape: Shape = Shape()) -> list[Entry]
         if rng.random() < shape.actor_share:
             text = f"{rng.choice(ACTORS)} commented on the events. {text}"
         place, when = rng.choice(PLACES), BASE_TIME + timedelta(minutes=n)
-        body = f"<p>{text}</p><p>Filed from {place} on {when:%d %B %Y at %H:%M}, dispatch {n}.</p>"
+        lead = f"{place.upper()}, {when:%d %B %Y}, dispatch {n}: " + " ".join(rng.sample(vocabulary, 14)) + "."
+        body = f"<p>{lead}</p><p>{text}</p>"
         entries.append(Entry(title=example.title, text=body, link=f"https://bench.example.org/story/{n}", published=when))
     return entries
 

@@ -33,7 +33,7 @@ from pipelines.sinks import ALERTS_FILE, SUMMARY_FILE, read_json_lines, write_su
 from pipelines.store import StateError, StateStore
 
 USAGE_ERROR = 2
-# The FnApiRunner runs our pipeline in stream mode correctly (we use no timers or windows)
+# The FnApiRunner runs our pipeline in stream mode correctly (no windows; timers only free memory)
 # and starts at once; the DirectRunner would first try to download Prism. See the README.
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
 STOP_GRACE_S = 10.0
@@ -44,12 +44,14 @@ def _fail(message: str) -> int:
     return USAGE_ERROR
 
 
-def _stop_on_signals(finish) -> None:
-    """SIGTERM and Ctrl-C stop a run: the main thread gets KeyboardInterrupt and finishes up. Beam's worker
-    threads may be inside the endless PeriodicImpulse and would keep the process alive, so the process then
-    ends with os._exit; should the interrupt be swallowed somewhere, a watchdog calls `finish` and exits too.
-    Every output line is whole and flushed as written, so nothing is lost either way."""
+def _stop_on_signals(finish, stop_requested: threading.Event) -> None:
+    """SIGTERM and Ctrl-C stop a run: the main thread gets KeyboardInterrupt (which Beam may wrap in a
+    RuntimeError when it lands inside a DoFn) and finishes up. Beam's worker threads may be inside the endless
+    PeriodicImpulse and would keep the process alive, so the process then ends with os._exit; should the
+    interrupt be swallowed somewhere, a watchdog calls `finish` and exits too. Every output line is whole and
+    flushed as written, so nothing is lost either way."""
     def handler(signum, frame):
+        stop_requested.set()
         watchdog = threading.Timer(STOP_GRACE_S, lambda: (finish(), os._exit(0)))
         watchdog.daemon = True
         watchdog.start()
@@ -99,7 +101,7 @@ def run(argv: list[str]) -> int:
     nw.run_id = nw.run_id or uuid.uuid4().hex
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
-    stopped = False
+    stop_requested = threading.Event()
     finished = threading.Lock()
 
     def finish() -> None:
@@ -112,16 +114,17 @@ def run(argv: list[str]) -> int:
         print_report(out, alerts_before)
         sys.stdout.flush()
 
-    _stop_on_signals(finish)
+    _stop_on_signals(finish, stop_requested)
     try:
         with beam.Pipeline(options=options) as p:
             build(p, nw, feeds, watchlist, state_dir)
-    except KeyboardInterrupt:
-        stopped = True
+    except BaseException:
+        if not stop_requested.is_set():
+            raise
         print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
     finally:
         finish()
-    if stopped:
+    if stop_requested.is_set():
         os._exit(0)
     return 0
 

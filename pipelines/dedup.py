@@ -1,48 +1,54 @@
 """Deduplicate: one unique item per story, every copy counted and its source kept.
 
-Two exact steps, each keeping the first copy it sees of a key:
+Two exact steps, each keeping the first copy it sees of a key, then a near-duplicate one:
 1. `SameItem`, keyed by the item's identity (canonical URL, else feed + GUID, else content):
-   the same entry polled again, or carried by two feeds under one link;
+   the same entry polled again, or carried by two feeds under one link; a re-publication
+   under the same URL or GUID with a new headline or an edited sentence is this same item;
 2. `SameStory`, keyed by the content fingerprint: the same text under another URL or
-   headline, as when an outlet republishes a wire story with its own page furniture.
+   headline, as when an outlet republishes a wire story with its own page furniture;
+3. `NearStory` (`pipelines.stories`): a copy trimmed, retitled, lightly edited or wrapped
+   in unknown furniture joins the story of the item it is a near-duplicate of.
 The first copy becomes the story's unique item (story id from its fingerprint); the
 others are duplicates whose sources are added to the story.
 
-Batch and stream differ only in how "first" is found: a bounded input is grouped by key,
-so the unique item lists every source at once; an unbounded one goes through a stateful
-DoFn that emits the first copy at once (alerts must not wait) and each later copy as a
-`SourceUpdate`. With a state store, keys that an earlier run wrote count as seen.
+The exact steps differ between batch and stream only in how "first" is found: a bounded
+input is grouped by key, so the unique item lists every exact copy's source at once; an
+unbounded one goes through a stateful DoFn that emits the first copy at once (alerts must
+not wait) and each later copy as a `SourceUpdate`, and forgets a key `horizon_days` after
+its latest copy. The near-duplicate step is the same in both. With a state store, keys that
+an earlier run wrote count as seen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import apache_beam as beam
-from apache_beam.coders import StrUtf8Coder
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from pipelines import telemetry
-from pipelines.records import Item, Source
-from pipelines.store import StateStore
+from pipelines.records import Item
+from pipelines.stories import (
+    ExpiringStateFn,
+    NearStory,
+    SourceUpdate,
+    StorySettings,
+    copy_of,
+    entries_in,
+    expiry_at,
+    register,
+    shard_of,
+    sources_of,
+    story_id,
+    story_int,
+    with_entries,
+    with_own_timer,
+)
 
 DUPLICATES = "duplicates"
 
 
-@dataclass(frozen=True)
-class SourceUpdate:
-    """A copy that was dropped as a duplicate: its source belongs to story `story_id`."""
-
-    story_id: str
-    sources: tuple[Source, ...]
-
-
 def story_id_of(item: Item) -> str:
+    """A story's id is its first item's: the fingerprint's first 16 hex digits (64 bits)."""
     return "s-" + item.fingerprint[:16]
-
-
-def sources_of(item: Item) -> tuple[Source, ...]:
-    return item.sources or (Source(item.feed, item.url),)
 
 
 def first_copy_order(item: Item) -> tuple:
@@ -58,29 +64,16 @@ def merge_copies(copies: list[Item]) -> tuple[Item, list[Item]]:
     return replace(first, sources=sources), others
 
 
-class _StoreFn(beam.DoFn):
-    def __init__(self, kind: str, state_dir: str | None):
+class _StoreFn(ExpiringStateFn):
+    def __init__(self, kind: str, settings: StorySettings, state_dir: str | None):
+        super().__init__(settings, state_dir)
         self._kind = kind
-        self._state_dir = state_dir
-        self._store: StateStore | None = None
-
-    def setup(self):
-        if self._state_dir:
-            self._store = StateStore(self._state_dir)
-
-    def teardown(self):
-        if self._store:
-            self._store.close()
 
     def earlier_story(self, key: str) -> str | None:
         return self._store.story_of(self._kind, key) if self._store else None
 
     def unique(self, item: Item) -> Item:
         return replace(item, story_id=item.story_id or story_id_of(item), sources=sources_of(item))
-
-    def duplicate(self, story_id: str, copy: Item) -> SourceUpdate:
-        telemetry.item_duplicate()
-        return SourceUpdate(story_id, sources_of(copy))
 
 
 class _MergeGroupFn(_StoreFn):
@@ -96,32 +89,34 @@ class _MergeGroupFn(_StoreFn):
         earlier = self.earlier_story(key)
         if earlier:
             for copy in [first, *others]:
-                yield self.duplicate(earlier, copy)
+                yield copy_of(earlier, copy)
             return
         first = self.unique(first)
         yield first
         for copy in others:
-            yield self.duplicate(first.story_id, copy)
+            yield copy_of(first.story_id, copy)
 
 
 class _FirstSightFn(_StoreFn):
-    """(key, copy) -> the copy if it is the first of its key; otherwise a SourceUpdate."""
+    """(shard, (key, copy)) -> the copy if it is the first of its key within the horizon; otherwise a SourceUpdate."""
 
-    STORY = ReadModifyWriteStateSpec("story", StrUtf8Coder())
-
-    def process(self, element, story=beam.DoFn.StateParam(STORY)):
-        key, copy = element
+    def step(self, element, ts, state, expiry):
+        _, (key, copy) = element
         if isinstance(copy, SourceUpdate):  # decided by the step before: pass it on
             yield copy
             return
-        known = story.read() or self.earlier_story(key)
-        if known:
-            story.write(known)
-            yield self.duplicate(known, copy)
-            return
-        first = self.unique(copy)
-        story.write(first.story_id)
-        yield first
+        self.saw(copy)
+        shard = state.read()
+        known = entries_in(shard, key, copy.published)
+        first_id = story_id(known[0][0]) if known else self.earlier_story(key)
+        if first_id:
+            yield copy_of(first_id, copy)
+        else:
+            first = self.unique(copy)
+            first_id = first.story_id
+            yield first
+        until = expiry_at(copy.published, self._settings.horizon_s)  # each copy keeps the key alive
+        self.keep(with_entries(shard, key, register(known, story_int(first_id), until)), state, expiry, ts)
 
 
 def _key(element, kind: str) -> tuple[str, object]:
@@ -133,15 +128,19 @@ def _key(element, kind: str) -> tuple[str, object]:
 class _KeepFirst(beam.PTransform):
     """Item or SourceUpdate -> the first Item of each key, and SourceUpdates for the other copies."""
 
-    def __init__(self, kind: str, streaming: bool, state_dir: str | None):
+    def __init__(self, kind: str, streaming: bool, settings: StorySettings, state_dir: str | None):
         super().__init__()
-        self._kind, self._streaming, self._state_dir = kind, streaming, state_dir
+        self._kind, self._streaming, self._settings, self._state_dir = kind, streaming, settings, state_dir
 
     def expand(self, items):
         keyed = items | "Key" >> beam.Map(_key, self._kind).with_output_types(tuple[str, object])
         if self._streaming:
-            return keyed | "Decide" >> beam.ParDo(_FirstSightFn(self._kind, self._state_dir))
-        return keyed | "Group" >> beam.GroupByKey() | "Decide" >> beam.ParDo(_MergeGroupFn(self._kind, self._state_dir))
+            first_sight = with_own_timer(_FirstSightFn, f"expiry_{self._kind}")(self._kind, self._settings, self._state_dir)
+            return (keyed
+                    | "Shard" >> beam.Map(lambda pair: (shard_of(pair[0]), pair)).with_output_types(tuple[int, object])
+                    | "Decide" >> beam.ParDo(first_sight))
+        decide = _MergeGroupFn(self._kind, self._settings, self._state_dir)
+        return keyed | "Group" >> beam.GroupByKey() | "Decide" >> beam.ParDo(decide)
 
 
 def _split(element):
@@ -159,15 +158,17 @@ class Deduplicate(beam.PTransform):
     a Flatten waits until a stream run ends.
     """
 
-    def __init__(self, streaming: bool, state_dir: str | None = None):
+    def __init__(self, streaming: bool, state_dir: str | None = None, settings: StorySettings = StorySettings()):
         super().__init__()
         self._streaming = streaming
         self._state_dir = state_dir
+        self._settings = settings
 
     def expand(self, items):
         return (
             items
-            | "SameItem" >> _KeepFirst("identity", self._streaming, self._state_dir)
-            | "SameStory" >> _KeepFirst("fingerprint", self._streaming, self._state_dir)
+            | "SameItem" >> _KeepFirst("identity", self._streaming, self._settings, self._state_dir)
+            | "SameStory" >> _KeepFirst("fingerprint", self._streaming, self._settings, self._state_dir)
+            | "NearStory" >> NearStory(self._settings, self._state_dir)
             | "Split" >> beam.ParDo(_split).with_outputs(DUPLICATES, main="unique")
         )

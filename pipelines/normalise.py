@@ -22,7 +22,14 @@ FUTURE_SKEW_S = 600  # a clock a little ahead is normal; more than this is a wro
 _DROPPED_TAGS = {"script", "style", "noscript", "iframe", "svg", "object", "template", "head", "figcaption"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
                "section", "article", "header", "footer", "blockquote", "figure", "pre", "hr"}
-_TRACKING_PARAMS = re.compile(r"^(utm_.*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|mc_cid|mc_eid|igshid|_ga|_gl|ref|ref_src|cmpid|ocid|at_medium|at_campaign|rss|feed)$", re.I)
+# Query parameters that say how a reader arrived, not which page: ad and social click ids, newsletter
+# and analytics campaign tags. Removing them folds every shared link of one page into one URL.
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_.*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|ttclid|twclid|li_fat_id|mc_cid|mc_eid|mkt_tok"
+    r"|_hsenc|_hsmi|vero_.*|oly_.*|ns_.*|wt\.mc_.*|s_kwcid|igshid|_ga|_gl|ref|ref_src|cmpid|ocid|smid|ito"
+    r"|at_medium|at_campaign|rss|feed|share|sr_share)$",
+    re.I,
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Page furniture that outlets wrap around the same story; matched against whole lines.
 _BOILERPLATE_LINE = re.compile(
@@ -96,6 +103,8 @@ def canonical_url(url: str) -> str:
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return ""
     host = parts.hostname.lower().rstrip(".")
+    if not host:  # "http://./": no host once the root dot goes
+        return ""
     for prefix in ("www.", "amp.", "m.", "mobile."):
         if host.startswith(prefix) and host.count(".") > 1:
             host = host[len(prefix):]

@@ -10,6 +10,8 @@ On Flink:
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import apache_beam as beam
 
 from pipelines.actors import MatchActors
@@ -17,11 +19,12 @@ from pipelines.alerts import EmitAlerts
 from pipelines.classify import ClassifyTopics
 from pipelines.config import Feed, Watchlist
 from pipelines.dedup import Deduplicate
-from pipelines.fetch import FetchFeeds
+from pipelines.fetch import FetchFeeds, FetchSettings
 from pipelines.normalise import Normalise
 from pipelines.options import NewswatchOptions
 from pipelines.parse import ParseEntries
 from pipelines.sinks import RecordFeedStatusFn, WriteDeadLettersFn, WriteItemsFn
+from pipelines.stories import StorySettings
 
 
 def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], watchlist: Watchlist, state_dir: str) -> None:
@@ -29,10 +32,12 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     until a stream run ends, so each dead-letter output gets its own sink instead."""
     streaming = options.mode == "stream"
     sink_args = (options.out, state_dir, options.run_id)
-    fetched = p | "FetchFeeds" >> FetchFeeds(feeds, streaming, options.duration_s, options.tick_s)
-    parsed = fetched.responses | "ParseEntries" >> ParseEntries(options.max_entries)
+    fetch_settings = FetchSettings(**{f.name: getattr(options, f.name) for f in fields(FetchSettings)})
+    fetched = p | "FetchFeeds" >> FetchFeeds(feeds, streaming, options.duration_s, options.tick_s, fetch_settings)
+    parsed = fetched.responses | "ParseEntries" >> ParseEntries()
     normalised = parsed.entries | "Normalise" >> Normalise()
-    unique, duplicates = normalised.items | "Deduplicate" >> Deduplicate(streaming, state_dir)
+    stories = StorySettings(options.near_dup_threshold, options.dedup_horizon_days)
+    unique, duplicates = normalised.items | "Deduplicate" >> Deduplicate(streaming, state_dir, stories)
     annotated = (
         unique
         | "ClassifyTopics" >> ClassifyTopics(options.model)
@@ -41,5 +46,5 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args, options.alerts_to_stdout)
     annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(*sink_args))
     parsed.status | "RecordFeedStatus" >> beam.ParDo(RecordFeedStatusFn(*sink_args))
-    for stage, dead in (("Fetch", fetched.dead_letter), ("Parse", parsed.dead_letter), ("Normalise", normalised.dead_letter)):
+    for stage, dead in (("Fetch", fetched.dead_letter), ("Normalise", normalised.dead_letter)):  # Fetch includes parse failures
         dead | f"WriteDeadLetters{stage}" >> beam.ParDo(WriteDeadLettersFn(*sink_args))

@@ -1,6 +1,6 @@
 """The shapes of the elements that flow between stages, written down once.
 
-FetchFeeds emits `FeedResponse`s, ParseEntries raw entry dicts, Normalise `Item`s,
+FetchFeeds emits `FeedResponse`s (parsed entries), ParseEntries raw entry dicts, Normalise `Item`s,
 Deduplicate `Item`s with their story and sources, ClassifyTopics and MatchActors
 `Annotated`s, EmitAlerts alert dicts. Anything that fails becomes a `DeadLetter`.
 """
@@ -17,13 +17,14 @@ def iso_utc(epoch_s: float) -> str:
 
 @dataclass(frozen=True)
 class FeedResponse:
-    """One successful poll of one feed: the body to parse, or None when the server said 304."""
+    """One successful poll of one feed: its parsed entries (at most the per-poll cap, `cut` more
+    left unread), or None when the server said 304 Not Modified."""
 
     feed: str
     url: str
     fetched_at: float
-    body: bytes | None
-    content_type: str = ""
+    entries: tuple[dict, ...] | None
+    cut: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,4 @@ class FeedStatus:
     entries: int
     error: str
     at: float
+    cut: int = 0  # entries beyond the per-poll cap, not read

@@ -19,6 +19,7 @@ import apache_beam as beam
 from pipelines import telemetry
 from pipelines.records import Annotated, DeadLetter, FeedStatus, iso_utc
 from pipelines.store import StateStore
+from pipelines.stories import near_keys
 
 ITEMS_FILE = "items.jsonl"
 ALERTS_FILE = "alerts.jsonl"
@@ -127,7 +128,7 @@ class FileSinkFn(beam.DoFn):
 
 def written_keys(record: dict) -> tuple[str, dict[str, str]]:
     """What an items.jsonl record tells the store: its story and the keys Deduplicate looks up."""
-    return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"]}
+    return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"], **near_keys(record["text"])}
 
 
 class WriteItemsFn(FileSinkFn):
@@ -187,6 +188,8 @@ class WriteDeadLettersFn(FileSinkFn):
 class RecordFeedStatusFn(FileSinkFn):
     def process(self, status: FeedStatus):
         self._store.feed_polled(self._run_id, status.feed, status.ok, status.entries, status.error, iso_utc(status.at))
+        if status.cut:
+            self._store.count(self._run_id, "entries_cut", status.cut)
         self.counted()
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.dedup import Deduplicate, SourceUpdate, merge_copies
-from pipelines.normalise import normalise_entry
+from pipelines.normalise import canonical_url, normalise_entry
 from pipelines.records import Source
+from pipelines.sinks import written_keys
+from pipelines.store import StateStore
+from pipelines.stories import StorySettings
+from tests.story_fixtures import by_key
 
 BODY = "<p>Negotiators agreed a three-day truce around the port so that relief ships can dock, officials said on Monday.</p>"
 
@@ -27,6 +33,17 @@ OUTLET = item("outlet", "https://outlet.example.com/truce?utm_source=rss", title
 REPOLL = item("wire", "https://wire.example.org/truce")
 OTHER = item("wire", "https://wire.example.org/other", title="Truce collapses in the north",
              body="<p>Fighting resumed in the north on Tuesday after a truce agreed last week broke down, residents said.</p>")
+
+
+LONG_PARAGRAPHS = by_key("aid-convoy").paragraphs
+LONG = item("wire", "https://wire.example.org/convoy", body="".join(f"<p>{p}</p>" for p in LONG_PARAGRAPHS))
+
+
+def stream_options() -> PipelineOptions:
+    # TestStream needs a runner that implements it: the FnApiRunner does not, the bundle-based one does.
+    options = PipelineOptions(["--runner=BundleBasedDirectRunner"])
+    options.view_as(StandardOptions).streaming = True
+    return options
 
 
 def stories(unique):
@@ -51,9 +68,7 @@ def test_batch_gives_one_story_per_content_with_all_sources():
 
 
 def test_stream_emits_the_first_copy_at_once_and_later_copies_as_source_updates():
-    # TestStream needs a runner that implements it: the FnApiRunner does not, the bundle-based one does.
-    options = PipelineOptions(["--runner=BundleBasedDirectRunner"])
-    options.view_as(StandardOptions).streaming = True
+    options = stream_options()
     events = (TestStream()
               .add_elements([WIRE])
               .advance_processing_time(5)
@@ -78,3 +93,47 @@ def test_an_edited_copy_under_the_same_url_is_the_same_item():
     with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         unique, _ = p | beam.Create([WIRE, edited]) | Deduplicate(streaming=False)
         assert_that(unique | beam.Map(lambda i: i.text), equal_to([WIRE.text]))
+
+
+@pytest.mark.parametrize("variant", [
+    "https://wire.example.org/truce?utm_source=rss&utm_medium=feed",
+    "https://WWW.wire.example.org:443/truce/#comments",
+    "https://amp.wire.example.org/amp/truce?fbclid=x1&gclid=y2",
+    "https://m.wire.example.org/truce.amp?mkt_tok=abc&smid=tw-share",
+])
+def test_tracking_parameters_and_page_variants_give_the_same_item(variant):
+    assert item("outlet", variant).identity_key == WIRE.identity_key
+
+
+def test_a_url_without_a_host_has_no_canonical_form():
+    assert canonical_url("HTTP://.") == "" and canonical_url("http://example.org./a/") == "http://example.org/a"
+
+
+def test_a_copy_of_a_story_an_earlier_run_wrote_joins_that_story(tmp_path):
+    # The items sink remembers the keys of each item it writes, near-duplicate bands included.
+    record = {"story_id": "s-00000000000000aa", "item_id": "id-from-an-earlier-run", "fingerprint": "fp-from-an-earlier-run",
+              "text": LONG.text}
+    store = StateStore(tmp_path)
+    store.remember([written_keys(record)], "items.jsonl", 0)
+    store.close()
+    trimmed = item("outlet", "https://outlet.example.com/convoy", title="Convoy gets through",
+                   body="".join(f"<p>{p}</p>" for p in LONG_PARAGRAPHS[:2]))
+    with TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        unique, duplicates = p | beam.Create([trimmed]) | Deduplicate(streaming=False, state_dir=str(tmp_path))
+        assert_that(unique, equal_to([]), label="unique")
+        assert_that(duplicates, equal_to([SourceUpdate("s-00000000000000aa", (Source("outlet", trimmed.url),))]),
+                    label="dups")
+
+
+def test_stream_an_item_polled_again_within_the_horizon_is_the_same_item():
+    later = replace(REPOLL, published=WIRE.published + 3600 * 20, fetched_at=WIRE.fetched_at + 3600 * 20)
+    events = (TestStream()
+              .add_elements([TimestampedValue(WIRE, WIRE.published)])
+              .advance_watermark_to(later.published)
+              .add_elements([TimestampedValue(later, later.published)])
+              .advance_watermark_to_infinity())
+    with TestPipeline(options=stream_options()) as p:
+        unique, duplicates = p | events | Deduplicate(streaming=True, settings=StorySettings(horizon_days=1))
+        assert_that(unique | beam.Map(lambda i: i.url), equal_to([WIRE.url]), label="unique")
+        assert_that(duplicates, equal_to([SourceUpdate("s-" + WIRE.fingerprint[:16], (Source("wire", WIRE.url),))]),
+                    label="dups")
