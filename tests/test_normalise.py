@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pipelines.normalise import (
-    NormaliseError, canonical_url, fingerprint, html_to_text, normalise_entry, publication_time, strip_boilerplate,
+    NormaliseError,
+    canonical_url,
+    fingerprint,
+    html_to_text,
+    normalise_entry,
+    publication_time,
+    strip_boilerplate,
 )
 
 
