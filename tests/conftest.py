@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,14 @@ def run_newswatch(*args: str, timeout: float = 180, **kwargs) -> subprocess.Comp
 
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def wait_for(predicate, timeout_s: float, step_s: float = 0.05):
+    """The first truthy value of `predicate()` within `timeout_s`, else None."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step_s)
+    return None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, write_yaml
+from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, wait_for, write_yaml
 from tests.feedserver import rss
 from tests.stories import AID_CONVOY, CEASEFIRE_TALKS, DOMESTIC_DECREE, NEW_TRUCE, RAIL_TENDER, entry
 
@@ -97,16 +97,6 @@ def test_batch_rerun_with_state_dir_raises_nothing_twice(tmp_path, feed_server):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["unique"], summary["duplicates"], summary["alerts"]) == (0, 5, 0)
     check_invariant(summary)
-
-
-def wait_for(predicate, timeout_s: float, step_s: float = 0.05):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step_s)
-    return None
 
 
 def start_stream(tmp_path, feeds: Path, out: Path, *extra: str) -> subprocess.Popen:

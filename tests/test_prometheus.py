@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from contextlib import ExitStack
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from pipelines import __version__
-from tests.conftest import NEWSWATCH, ROOT, read_lines, write_yaml
+from tests.conftest import NEWSWATCH, ROOT, read_lines, wait_for, write_yaml
 from tests.feedserver import rss
 from tests.stories import AID_CONVOY, CEASEFIRE_TALKS, DOMESTIC_DECREE, RAIL_TENDER, entry
 from tests.test_deploy_config import PROMETHEUS_CONFIG, require_binary
@@ -34,16 +33,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout_s: float, step_s: float = 0.25):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step_s)
-    return None
 
 
 def http_ok(url: str) -> bool:
