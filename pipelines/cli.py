@@ -29,7 +29,7 @@ from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
-from pipelines.sinks import ALERTS_FILE, SUMMARY_FILE, read_json_lines, write_summary
+from pipelines.sinks import ALERTS_FILE, ITEMS_FILE, SUMMARY_FILE, adopt_written_items, read_json_lines, write_summary
 from pipelines.store import StateError, StateStore
 
 USAGE_ERROR = 2
@@ -66,7 +66,7 @@ def print_report(out: Path, alerts_before: int) -> None:
     print(f"feeds read: {summary.get('feeds_ok', 0)} ok, {summary.get('feeds_failed', 0)} failed; "
           f"items: {summary.get('fetched', 0)} fetched, {summary.get('unique', 0)} unique, "
           f"{summary.get('duplicates', 0)} duplicates, {summary.get('dead_letter_items', 0)} dead letters")
-    print(f"alerts: {len(new_alerts)}")
+    print(f"alerts: {len(new_alerts)} new" + (f" ({alerts_before} from earlier runs in {out / ALERTS_FILE})" if alerts_before else ""))
     for alert in new_alerts:
         print(f"  - {alert['title']}\n    topics: {', '.join(alert['topics'])}; actors: {', '.join(alert['actors'])}; "
               f"sources: {len(alert['sources'])}")
@@ -99,6 +99,11 @@ def run(argv: list[str]) -> int:
     # Without --state-dir the run still needs a store for its own alerts; it lives as long as the run.
     state_dir = nw.state_dir or tempfile.mkdtemp(prefix="newswatch-state-")
     nw.run_id = nw.run_id or uuid.uuid4().hex
+    # What the output folder already holds counts as written before the first decision is made: a run into
+    # the same --out adds only what is new (the sinks' own setup does the same after a crash on a worker).
+    with closing(StateStore(state_dir)) as store:
+        adopt_written_items(out / ITEMS_FILE, store)
+        store.adopt_alerts(read_json_lines(out / ALERTS_FILE))
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
     stop_requested = threading.Event()

@@ -131,6 +131,14 @@ def written_keys(record: dict) -> tuple[str, dict[str, str]]:
     return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"], **near_keys(record["text"])}
 
 
+def adopt_written_items(path: Path, store: StateStore) -> int:
+    """Mark the items.jsonl lines past the store's committed offset as written; returns the file's size."""
+    tail = read_json_lines(path, store.committed_offset(str(path)))
+    size = path.stat().st_size if path.exists() else 0
+    store.remember([written_keys(record) for record in tail if "item_id" in record], str(path), size)
+    return size
+
+
 class WriteItemsFn(FileSinkFn):
     """Writes each unique item at once, and marks the keys of what it wrote in the store after
     each bundle (and at least once a second).
@@ -144,10 +152,7 @@ class WriteItemsFn(FileSinkFn):
 
     def setup(self):
         super().setup()
-        path = str(self._out.path)
-        tail = read_json_lines(self._out.path, self._store.committed_offset(path))
-        self._offset = self._out.path.stat().st_size
-        self._store.remember([written_keys(record) for record in tail if "item_id" in record], path, self._offset)
+        self._offset = adopt_written_items(self._out.path, self._store)
         self._pending: list[tuple[str, dict[str, str]]] = []
 
     def process(self, annotated: Annotated):
