@@ -60,8 +60,8 @@ dataflow-template: $(MODEL) ## build and push the Dataflow Flex Template (IMAGE=
 	IMAGE=$(IMAGE) TEMPLATE=$(TEMPLATE) ./deploy/dataflow/build-template.sh
 
 lint: install ## ruff check and format check
-	$(BIN)/ruff check pipelines classifiers tests
-	$(BIN)/ruff format --check pipelines classifiers tests
+	$(BIN)/ruff check pipelines classifiers tests bench
+	$(BIN)/ruff format --check pipelines classifiers tests bench
 
 clean: ## remove the virtualenv, the model and outputs
 	rm -rf $(VENV) $(MODEL) out

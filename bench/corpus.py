@@ -36,9 +36,14 @@ def generate(n_items: int, seed: int = 7, shape: Shape = Shape()) -> list[Entry]
     for n in range(n_items):
         if entries and rng.random() < shape.copy_share:
             original = rng.choice(entries)
-            entries.append(Entry(title="Republished: " + original.title,
-                                 text="<p>Photo: file</p>" + original.text + "<p>Read the original article</p>",
-                                 link=original.link + "?utm_source=rss&copy=" + str(n), published=original.published))
+            entries.append(
+                Entry(
+                    title="Republished: " + original.title,
+                    text="<p>Photo: file</p>" + original.text + "<p>Read the original article</p>",
+                    link=original.link + "?utm_source=rss&copy=" + str(n),
+                    published=original.published,
+                )
+            )
             continue
         example = rng.choice(examples)
         text = example.text
@@ -53,5 +58,7 @@ def generate(n_items: int, seed: int = 7, shape: Shape = Shape()) -> list[Entry]
 
 def feeds_of(entries: list[Entry], per_feed: int) -> dict[str, bytes]:
     """Split entries into RSS documents of at most `per_feed` entries: {path: body}."""
-    return {f"/feed-{k}.xml": rss(f"Bench feed {k}", entries[start:start + per_feed])
-            for k, start in enumerate(range(0, len(entries), per_feed))}
+    return {
+        f"/feed-{k}.xml": rss(f"Bench feed {k}", entries[start : start + per_feed])
+        for k, start in enumerate(range(0, len(entries), per_feed))
+    }

@@ -36,10 +36,17 @@ def serve(servers: list[FeedServer], feeds: int, latency_s: float) -> dict[str, 
     urls = {}
     for n in range(feeds):
         server = servers[n % len(servers)]
-        entries = [Entry(f"Notice {n}-{k} from the harbour office", f"<p>Berth {k} of pier {n} reopens after dredging.</p>",
-                         f"https://feed{n}.example.org/notice/{k}") for k in range(3)]
-        server.routes[f"/{n}.xml"] = Route(body=rss(f"Feed {n}", entries), delay_s=latency_s,
-                                           headers={"Content-Type": "application/rss+xml"})
+        entries = [
+            Entry(
+                f"Notice {n}-{k} from the harbour office",
+                f"<p>Berth {k} of pier {n} reopens after dredging.</p>",
+                f"https://feed{n}.example.org/notice/{k}",
+            )
+            for k in range(3)
+        ]
+        server.routes[f"/{n}.xml"] = Route(
+            body=rss(f"Feed {n}", entries), delay_s=latency_s, headers={"Content-Type": "application/rss+xml"}
+        )
         urls[f"feed{n}"] = server.url(f"/{n}.xml")
     return urls
 
@@ -51,16 +58,29 @@ def measure(name: str, feeds: int, hosts: int, latency_s: float, *args: str) -> 
         config = Path(tmp) / "feeds.yaml"
         config.write_text(json.dumps({"feeds": [{"name": n, "url": u} for n, u in urls.items()]}), encoding="utf-8")
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config), "--out", f"{tmp}/out",
-                                 *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config), "--out", f"{tmp}/out", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         wall_s = time.monotonic() - started
         if result.returncode != 0:
             raise SystemExit(f"{name}: newswatch failed:\n{result.stderr[-3000:]}")
         times = sorted(at for server in servers for _, _, at in server.requests)
     span_s = times[-1] - times[0]
-    return {"scenario": name, "feeds": feeds, "hosts": hosts, "latency_ms": round(latency_s * 1000), "requests": len(times),
-            "polling_span_s": round(span_s, 2), "feeds_per_s": round(len(times) / span_s, 1) if span_s else None,
-            "run_wall_s": round(wall_s, 2), "args": " ".join(args)}
+    return {
+        "scenario": name,
+        "feeds": feeds,
+        "hosts": hosts,
+        "latency_ms": round(latency_s * 1000),
+        "requests": len(times),
+        "polling_span_s": round(span_s, 2),
+        "feeds_per_s": round(len(times) / span_s, 1) if span_s else None,
+        "run_wall_s": round(wall_s, 2),
+        "args": " ".join(args),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,11 @@ class OnePatternMatcher(Matcher):
     def __init__(self, watchlist):
         super().__init__(watchlist)
         day = datetime.fromtimestamp(PUBLISHED, tz=UTC).date()
-        alternatives = [f"(?P<a{i}>{alias_pattern(entry.alias)})" for i, entry in enumerate(self._entries)
-                        if entry.role is None or entry.role.valid_on(day)]
+        alternatives = [
+            f"(?P<a{i}>{alias_pattern(entry.alias)})"
+            for i, entry in enumerate(self._entries)
+            if entry.role is None or entry.role.valid_on(day)
+        ]
         self._pattern = re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
 
     def _spans(self, folded: str, day):
@@ -71,8 +74,10 @@ def main() -> None:
     for name, matcher in (("pyahocorasick + confirm", Matcher(watchlist)), ("one re alternation", OnePatternMatcher(watchlist))):
         seconds, count, mentions = measure(matcher, texts, args.repeat)
         results[name] = mentions
-        print(f"{name:24s} {len(texts) / seconds:9,.0f} items/s {count / seconds:9,.0f} mentions/s "
-              f"{megabytes / seconds:6.2f} MB/s  ({len(texts):,} items, {megabytes:.1f} MB, {count:,} mentions, median of {args.repeat})")
+        print(
+            f"{name:24s} {len(texts) / seconds:9,.0f} items/s {count / seconds:9,.0f} mentions/s "
+            f"{megabytes / seconds:6.2f} MB/s  ({len(texts):,} items, {megabytes:.1f} MB, {count:,} mentions, median of {args.repeat})"
+        )
     first, second = results.values()
     print("same mentions from both:", first == second)
 

@@ -61,16 +61,40 @@ def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
         for path, body in feeds.items():
             server.serve(path, body)
         config = tmp / f"feeds-{n_items}.yaml"
-        config.write_text(json.dumps({"feeds": [{"name": p.strip("/").removesuffix(".xml"), "url": server.url(p)} for p in feeds]}))
+        config.write_text(
+            json.dumps({"feeds": [{"name": p.strip("/").removesuffix(".xml"), "url": server.url(p)} for p in feeds]})
+        )
         reference = [reference_seconds([server.url(p) for p in feeds]) for _ in range(runs)]
-        pipeline = [run_command([sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config),
-                                 "--out", str(tmp / f"out-{n_items}-{k}"), "--max-entries", str(PER_FEED)]) for k in range(runs)]
+        pipeline = [
+            run_command(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipelines.cli",
+                    "run",
+                    "--feeds",
+                    str(config),
+                    "--out",
+                    str(tmp / f"out-{n_items}-{k}"),
+                    "--max-entries",
+                    str(PER_FEED),
+                ]
+            )
+            for k in range(runs)
+        ]
     wall = statistics.median(seconds for seconds, _ in pipeline)
     ref = statistics.median(reference)
-    return {"items": n_items, "feeds": len(feeds), "runs": runs, "pipeline_s": round(wall, 2), "reference_s": round(ref, 2),
-            "pipeline_items_per_s": round(n_items / wall), "reference_items_per_s": round(n_items / ref),
-            "ratio_pipeline_to_reference": round(wall / ref, 2),
-            "peak_rss_mib": round(max(kib for _, kib in pipeline) / 1024)}
+    return {
+        "items": n_items,
+        "feeds": len(feeds),
+        "runs": runs,
+        "pipeline_s": round(wall, 2),
+        "reference_s": round(ref, 2),
+        "pipeline_items_per_s": round(n_items / wall),
+        "reference_items_per_s": round(n_items / ref),
+        "ratio_pipeline_to_reference": round(wall / ref, 2),
+        "peak_rss_mib": round(max(kib for _, kib in pipeline) / 1024),
+    }
 
 
 def annotation_throughput(runs: int) -> dict:
@@ -88,7 +112,7 @@ def annotation_throughput(runs: int) -> dict:
 
     return {
         "texts": len(texts),
-        "classifier_items_per_s": rate(lambda: [model.predict(texts[i:i + 500]) for i in range(0, len(texts), 500)]),
+        "classifier_items_per_s": rate(lambda: [model.predict(texts[i : i + 500]) for i in range(0, len(texts), 500)]),
         "matcher_items_per_s": rate(lambda: [matcher.find(text) for text in texts]),
     }
 
@@ -105,8 +129,25 @@ def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
         server.serve("/live.xml", rss("Live", []), ETag='"0"')
         config = tmp / "live.yaml"
         config.write_text(json.dumps({"feeds": [{"name": "live", "url": server.url("/live.xml"), "interval": interval_s}]}))
-        child = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config), "--out", str(out),
-                                  "--mode", "stream", "--tick", "0.25"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "run",
+                "--feeds",
+                str(config),
+                "--out",
+                str(out),
+                "--mode",
+                "stream",
+                "--tick",
+                "0.25",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             _wait_for(lambda: (out / "summary.json").exists(), 60)
             next_add = time.time()
@@ -128,15 +169,23 @@ def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
             child.wait(30)
     item_latency = sorted(seen_item[url] - appeared[url] for url in seen_item if url in appeared)
     alert_latency = sorted(seen_alert[url] - appeared[url] for url in seen_alert if url in appeared)
-    return {"items": len(appeared), "poll_interval_s": interval_s, "items_seen": len(item_latency), "alerts_seen": len(alert_latency),
-            **_quantiles("item", item_latency), **_quantiles("alert", alert_latency)}
+    return {
+        "items": len(appeared),
+        "poll_interval_s": interval_s,
+        "items_seen": len(item_latency),
+        "alerts_seen": len(alert_latency),
+        **_quantiles("item", item_latency),
+        **_quantiles("alert", alert_latency),
+    }
 
 
 def _quantiles(name: str, values: list[float]) -> dict:
     if not values:
         return {f"{name}_p50_s": None, f"{name}_p95_s": None}
-    return {f"{name}_p50_s": round(statistics.median(values), 2),
-            f"{name}_p95_s": round(values[min(len(values) - 1, int(0.95 * len(values)))], 2)}
+    return {
+        f"{name}_p50_s": round(statistics.median(values), 2),
+        f"{name}_p95_s": round(values[min(len(values) - 1, int(0.95 * len(values)))], 2),
+    }
 
 
 def _note_new_lines(path: Path, seen: dict[str, float]) -> None:
@@ -159,16 +208,24 @@ def _wait_for(predicate, timeout_s: float) -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Measured {results['date']} on {results['cores']} cores; medians of {results['runs']} runs.", "",
-             "| items | feeds | newswatch s | reference s | ratio | newswatch items/s | reference items/s | peak RSS MiB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Measured {results['date']} on {results['cores']} cores; medians of {results['runs']} runs.",
+        "",
+        "| items | feeds | newswatch s | reference s | ratio | newswatch items/s | reference items/s | peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in results["batch"]:
-        lines.append(f"| {row['items']} | {row['feeds']} | {row['pipeline_s']} | {row['reference_s']} | {row['ratio_pipeline_to_reference']} "
-                     f"| {row['pipeline_items_per_s']} | {row['reference_items_per_s']} | {row['peak_rss_mib']} |")
+        lines.append(
+            f"| {row['items']} | {row['feeds']} | {row['pipeline_s']} | {row['reference_s']} | {row['ratio_pipeline_to_reference']} "
+            f"| {row['pipeline_items_per_s']} | {row['reference_items_per_s']} | {row['peak_rss_mib']} |"
+        )
     a, s = results["annotation"], results["stream"]
-    lines += ["", f"Annotation alone: classifier {a['classifier_items_per_s']} items/s, actor matcher {a['matcher_items_per_s']} items/s.",
-              f"Stream latency (poll interval {s['poll_interval_s']} s, {s['items']} items): item line p50 {s['item_p50_s']} s, "
-              f"p95 {s['item_p95_s']} s; alert line p50 {s['alert_p50_s']} s, p95 {s['alert_p95_s']} s ({s['alerts_seen']} alerts)."]
+    lines += [
+        "",
+        f"Annotation alone: classifier {a['classifier_items_per_s']} items/s, actor matcher {a['matcher_items_per_s']} items/s.",
+        f"Stream latency (poll interval {s['poll_interval_s']} s, {s['items']} items): item line p50 {s['item_p50_s']} s, "
+        f"p95 {s['item_p95_s']} s; alert line p50 {s['alert_p50_s']} s, p95 {s['alert_p95_s']} s ({s['alerts_seen']} alerts).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -186,8 +243,14 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(annotation), flush=True)
         stream = stream_latency(args.stream_items, 2.0, Path(tmp))
         print(json.dumps(stream), flush=True)
-    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cores": os.cpu_count(), "runs": args.runs,
-               "batch": batch, "annotation": annotation, "stream": stream}
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "runs": args.runs,
+        "batch": batch,
+        "annotation": annotation,
+        "stream": stream,
+    }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (ROOT / "bench" / "results.md").write_text(markdown(results))
     print(markdown(results))

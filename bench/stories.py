@@ -36,7 +36,9 @@ COPIES = 4
 
 
 def corpus_words() -> list[str]:
-    records = [json.loads(line) for path in sorted(CORPUS.glob("*.jsonl")) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line) for path in sorted(CORPUS.glob("*.jsonl")) for line in path.read_text(encoding="utf-8").splitlines()
+    ]
     return [word for record in records for word in f"{record['title']} {record['text']}".split()]
 
 
@@ -58,9 +60,17 @@ def make_item(i: int) -> Item:
         paragraphs = paragraphs[:2]
     elif variant == 3:
         paragraphs[2] += " Officials confirmed the figures later."
-    return normalise_entry({"feed": f"outlet{variant}", "title": f"story {story}", "link": f"https://outlet{variant}.example.org/{story}",
-                            "body_html": "".join(f"<p>{p}</p>" for p in paragraphs), "guid": "", "published": None,
-                            "fetched_at": PUBLISHED + i})
+    return normalise_entry(
+        {
+            "feed": f"outlet{variant}",
+            "title": f"story {story}",
+            "link": f"https://outlet{variant}.example.org/{story}",
+            "body_html": "".join(f"<p>{p}</p>" for p in paragraphs),
+            "guid": "",
+            "published": None,
+            "fetched_at": PUBLISHED + i,
+        }
+    )
 
 
 class GenerateItems(beam.DoFn):
@@ -77,8 +87,11 @@ def seconds(n: int, streaming: bool, part: str) -> float:
         items = p | beam.Create([n]) | beam.ParDo(GenerateItems())
         if part == "exact":
             settings = stories.StorySettings()
-            items = (items | "SameItem" >> _KeepFirst("identity", streaming, settings, None)
-                     | "SameStory" >> _KeepFirst("fingerprint", streaming, settings, None))
+            items = (
+                items
+                | "SameItem" >> _KeepFirst("identity", streaming, settings, None)
+                | "SameStory" >> _KeepFirst("fingerprint", streaming, settings, None)
+            )
         elif part == "all":
             items = (items | Deduplicate(streaming)).unique
         _ = items | beam.combiners.Count.Globally()
@@ -106,12 +119,16 @@ def state_bytes(n: int) -> dict:
             by_shard[shard], pending = stories.band_step(by_shard.get(shard), pending, band, set(), settings)
         put("Resolve", pending.own, [(stories.story_of_hits(pending.hits, settings) or pending.own, 0)])
     keys, values = VarIntCoder(), PickleCoder()
-    per_step = {step: sum(len(keys.encode(k)) + len(values.encode(v)) for k, v in by_shard.items()) / n
-                for step, by_shard in shards.items()}
+    per_step = {
+        step: sum(len(keys.encode(k)) + len(values.encode(v)) for k, v in by_shard.items()) / n
+        for step, by_shard in shards.items()
+    }
     near = sum(size for step, size in per_step.items() if "stream" not in step)
-    return {"bytes_per_item": {step: round(size, 1) for step, size in per_step.items()},
-            "near_duplicate_stage_bytes_per_item": round(near, 1),
-            "all_dedup_state_bytes_per_item_in_stream": round(sum(per_step.values()), 1)}
+    return {
+        "bytes_per_item": {step: round(size, 1) for step, size in per_step.items()},
+        "near_duplicate_stage_bytes_per_item": round(near, 1),
+        "all_dedup_state_bytes_per_item_in_stream": round(sum(per_step.values()), 1),
+    }
 
 
 def main() -> None:
@@ -122,12 +139,22 @@ def main() -> None:
     n, streaming = args.items, args.mode == "stream"
     generate, exact, whole = (seconds(n, streaming, part) for part in ("generate", "exact", "all"))
     near_steps = stories.BANDS + 1  # the band steps and Resolve; Sign and Decide are plain maps
-    print(json.dumps({
-        "mode": args.mode, "items": n, "generate_s": round(generate, 2), "exact_steps_s": round(exact - generate, 2),
-        "deduplicate_s": round(whole - generate, 2), "deduplicate_items_per_s": round(n / (whole - generate)),
-        "stateful_near_steps": near_steps, "s_per_near_step": round((whole - exact) / near_steps, 2),
-        **state_bytes(n),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "items": n,
+                "generate_s": round(generate, 2),
+                "exact_steps_s": round(exact - generate, 2),
+                "deduplicate_s": round(whole - generate, 2),
+                "deduplicate_items_per_s": round(n / (whole - generate)),
+                "stateful_near_steps": near_steps,
+                "s_per_near_step": round((whole - exact) / near_steps, 2),
+                **state_bytes(n),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,56 @@ from pipelines.config import RoleAlias, Watchlist
 from pipelines.records import Annotated, Mention
 
 # Endings added to a noun-like surname or first name (Putin -> Putina, Путин -> Путиным).
-_NOUN_ENDINGS = ("a", "u", "owi", "em", "ie", "e", "om", "ovi", "i",
-                 "а", "у", "ю", "я", "ым", "им", "ом", "ем", "е", "і", "ові", "еві")
+_NOUN_ENDINGS = (
+    "a",
+    "u",
+    "owi",
+    "em",
+    "ie",
+    "e",
+    "om",
+    "ovi",
+    "i",
+    "а",
+    "у",
+    "ю",
+    "я",
+    "ым",
+    "им",
+    "ом",
+    "ем",
+    "е",
+    "і",
+    "ові",
+    "еві",
+)
 # Masculine adjective-like surnames change their ending (Зеленский -> Зеленского); the
 # feminine endings (-ska, -ская, -ська) are left out on purpose: they name another person.
 _ADJECTIVE_STEMS = re.compile(r"(sk|ck|ck)(?:yy|yi|iy|ij|i|y)$|(ськ|ск|цк|цьк)(?:ий|ый|ой)$")
-_ADJECTIVE_ENDINGS = ("i", "y", "yy", "yi", "iy", "ij", "iego", "iemu", "im", "ego", "emu", "ogo", "omu", "ym",
-                      "ий", "ый", "ого", "ому", "им", "ым", "ом", "ім")
+_ADJECTIVE_ENDINGS = (
+    "i",
+    "y",
+    "yy",
+    "yi",
+    "iy",
+    "ij",
+    "iego",
+    "iemu",
+    "im",
+    "ego",
+    "emu",
+    "ogo",
+    "omu",
+    "ym",
+    "ий",
+    "ый",
+    "ого",
+    "ому",
+    "им",
+    "ым",
+    "ом",
+    "ім",
+)
 
 
 _HYPHENS = "-‐‑"
@@ -47,7 +90,6 @@ _SEPARATORS = re.compile(r"[\s\-‐‑]+")
 _PREVIOUS_WORD = re.compile(r"(\w+)\s+$")
 _NEXT_WORD = re.compile(r"[ \t\u00a0]+(\w)")
 _LONG_WORD = re.compile(r"[^\W\d_]{4,}")
-
 
 
 @lru_cache(maxsize=8192)
@@ -77,7 +119,9 @@ def _token_parts(token: str) -> tuple[str, str]:
     """A folded alias word as its fixed stem and the pattern of the endings it may take."""
     stem = _ADJECTIVE_STEMS.search(token)
     if stem:
-        return token[: stem.start()] + (stem.group(1) or stem.group(2)), "(?:" + "|".join(map(re.escape, _ADJECTIVE_ENDINGS)) + ")"
+        return token[: stem.start()] + (stem.group(1) or stem.group(2)), "(?:" + "|".join(
+            map(re.escape, _ADJECTIVE_ENDINGS)
+        ) + ")"
     if len(token) >= 4 and token.isalpha():
         return token, "(?:" + "|".join(map(re.escape, _NOUN_ENDINGS)) + ")?"
     return token, ""
@@ -131,7 +175,9 @@ class Matcher:
             if entry.role and not _stands_alone(text, folded, origin, at, until, names_at):
                 continue
             start, end = origin[at], origin[until - 1] + 1
-            mentions.append(Mention(actor=entry.actor, alias=entry.alias, span=text[start:end], start=start, end=end, field=field))
+            mentions.append(
+                Mention(actor=entry.actor, alias=entry.alias, span=text[start:end], start=start, end=end, field=field)
+            )
         return mentions
 
     def _spans(self, folded: str, day: date) -> list[tuple[int, int, _Entry]]:
@@ -144,8 +190,11 @@ class Matcher:
                 continue  # inside a word
             for index in indexes:
                 role = self._entries[index].role
-                if index < best.get(start, (len(self._entries),))[0] and (role is None or role.valid_on(day)) and \
-                        (match := self._confirm[index].match(folded, start)):
+                if (
+                    index < best.get(start, (len(self._entries),))[0]
+                    and (role is None or role.valid_on(day))
+                    and (match := self._confirm[index].match(folded, start))
+                ):
                     best[start] = (index, match.end())
                     break
         spans, reach = [], 0
@@ -163,7 +212,8 @@ def _stands_alone(text: str, folded: str, origin: list[int], start: int, end: in
     followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
     or, in a Title-Cased Headline where every word is capitalised, if a watchlist name does)."""
     if (start >= 2 and folded[start - 1] in _HYPHENS and folded[start - 2].isalnum()) or (
-            end + 1 < len(folded) and folded[end] in _HYPHENS and folded[end + 1].isalnum()):
+        end + 1 < len(folded) and folded[end] in _HYPHENS and folded[end + 1].isalnum()
+    ):
         return False
     before = _PREVIOUS_WORD.search(folded, max(0, start - 40), start)
     if before and (before.group(1) in _QUALIFIER_WORDS or before.group(1).startswith(_QUALIFIER_STEMS)):

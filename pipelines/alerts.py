@@ -37,7 +37,8 @@ def alert_id_of(story_id: str, actors: list[str], topics: list[str]) -> str:
 
 def alert_topics(annotated: Annotated, rules: AlertRules) -> list[str]:
     return [
-        topic for topic in annotated.topics
+        topic
+        for topic in annotated.topics
         if topic in rules.topics and (rules.min_score is None or annotated.scores[topic] >= rules.min_score)
     ]
 
@@ -71,8 +72,9 @@ class WriteAlertsFn(FileSinkFn):
 
     def process(self, element):
         alert, published, fetched_at = element
-        alert = self._store.raise_alert({**alert, "raised_at": iso_utc(time.time())}, self._out.write, published,
-                                        self._window_s, self._sinks)
+        alert = self._store.raise_alert(
+            {**alert, "raised_at": iso_utc(time.time())}, self._out.write, published, self._window_s, self._sinks
+        )
         if alert is None:  # raised before, by this run or an earlier one, within the window
             return
         telemetry.alert_delivered("file", "ok")
@@ -89,8 +91,14 @@ class AddSourcesFn(FileSinkFn):
 
     def process(self, update: SourceUpdate):
         for alert in self._store.add_sources(update.story_id, source_dicts(update.sources)):
-            self._out.write({"alert_id": alert["alert_id"], "story_id": update.story_id,
-                             "sources": alert["sources"], "updated_at": iso_utc(time.time())})
+            self._out.write(
+                {
+                    "alert_id": alert["alert_id"],
+                    "story_id": update.story_id,
+                    "sources": alert["sources"],
+                    "updated_at": iso_utc(time.time()),
+                }
+            )
         self._store.count(self._run_id, "duplicates")  # each update is one copy dropped as a duplicate
         self.counted()
 
@@ -115,11 +123,14 @@ class EmitAlerts(beam.PTransform):
         updates | "AddSources" >> beam.ParDo(AddSourcesFn(*self._sink_args))
         raised = (
             annotated
-            | "Decide" >> beam.FlatMap(
-                lambda a, rules=self._rules: [(alert, a.item.published, a.item.fetched_at)]
-                if (alert := build_alert(a, rules)) else [])
-            | "Write" >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._rules.window_hours,
-                                                  tuple(sink.name for sink in self._sinks)))
+            | "Decide"
+            >> beam.FlatMap(
+                lambda a, rules=self._rules: (
+                    [(alert, a.item.published, a.item.fetched_at)] if (alert := build_alert(a, rules)) else []
+                )
+            )
+            | "Write"
+            >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._rules.window_hours, tuple(sink.name for sink in self._sinks)))
         )
         for sink in self._sinks:
             raised | f"Deliver-{sink.name}" >> beam.ParDo(DeliverAlertsFn(sink, *self._sink_args))

@@ -50,12 +50,14 @@ def _stop_on_signals(finish, stop_requested: threading.Event) -> None:
     PeriodicImpulse and would keep the process alive, so the process then ends with os._exit; should the
     interrupt be swallowed somewhere, a watchdog calls `finish` and exits too. Every output line is whole and
     flushed as written, so nothing is lost either way."""
+
     def handler(signum, frame):
         stop_requested.set()
         watchdog = threading.Timer(STOP_GRACE_S, lambda: (finish(), os._exit(0)))
         watchdog.daemon = True
         watchdog.start()
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
@@ -63,13 +65,20 @@ def _stop_on_signals(finish, stop_requested: threading.Event) -> None:
 def print_report(out: Path, alerts_before: int) -> None:
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).exists() else {}
     new_alerts = read_json_lines(out / ALERTS_FILE)[alerts_before:]
-    print(f"feeds read: {summary.get('feeds_ok', 0)} ok, {summary.get('feeds_failed', 0)} failed; "
-          f"items: {summary.get('fetched', 0)} fetched, {summary.get('unique', 0)} unique, "
-          f"{summary.get('duplicates', 0)} duplicates, {summary.get('dead_letter_items', 0)} dead letters")
-    print(f"alerts: {len(new_alerts)} new" + (f" ({alerts_before} from earlier runs in {out / ALERTS_FILE})" if alerts_before else ""))
+    print(
+        f"feeds read: {summary.get('feeds_ok', 0)} ok, {summary.get('feeds_failed', 0)} failed; "
+        f"items: {summary.get('fetched', 0)} fetched, {summary.get('unique', 0)} unique, "
+        f"{summary.get('duplicates', 0)} duplicates, {summary.get('dead_letter_items', 0)} dead letters"
+    )
+    print(
+        f"alerts: {len(new_alerts)} new"
+        + (f" ({alerts_before} from earlier runs in {out / ALERTS_FILE})" if alerts_before else "")
+    )
     for alert in new_alerts:
-        print(f"  - {alert['title']}\n    topics: {', '.join(alert['topics'])}; actors: {', '.join(alert['actors'])}; "
-              f"sources: {len(alert['sources'])}")
+        print(
+            f"  - {alert['title']}\n    topics: {', '.join(alert['topics'])}; actors: {', '.join(alert['actors'])}; "
+            f"sources: {len(alert['sources'])}"
+        )
     print(f"outputs in {out.resolve()}/ (alerts.jsonl, items.jsonl, dead_letter.jsonl, summary.json)")
 
 
@@ -90,8 +99,9 @@ def run(argv: list[str]) -> int:
         try:
             telemetry.serve_metrics(nw.metrics_port, nw.metrics_address)
         except OSError as err:
-            return _fail(f"--metrics-port {nw.metrics_port}: cannot listen on {nw.metrics_address} ({err.strerror}); "
-                         "choose a free port")
+            return _fail(
+                f"--metrics-port {nw.metrics_port}: cannot listen on {nw.metrics_address} ({err.strerror}); choose a free port"
+            )
     options.view_as(StandardOptions).streaming = nw.mode == "stream"
     out = Path(nw.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,8 +166,13 @@ def annotate(argv: list[str]) -> int:
             continue
         prediction = model.predict([model_input(title, text)])[0]
         actors = sorted({m.actor for m in mentions_in(matcher, title, text)})
-        print(json.dumps({"id": record.get("id"), "topics": list(prediction.topics), "scores": prediction.scores,
-                          "actors": actors}, ensure_ascii=False), flush=True)
+        print(
+            json.dumps(
+                {"id": record.get("id"), "topics": list(prediction.topics), "scores": prediction.scores, "actors": actors},
+                ensure_ascii=False,
+            ),
+            flush=True,
+        )
     return 0
 
 
@@ -165,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("run", "annotate"):
-        print("usage: newswatch run [--feeds F] [--watchlist W] [--out DIR] [--mode batch|stream] [--duration S]\n"
-              "                     [--metrics-port P] [--state-dir DIR] [Beam options such as --runner]\n"
-              "       newswatch annotate [--watchlist W] [--model PATH] < items.jsonl", file=sys.stderr)
+        print(
+            "usage: newswatch run [--feeds F] [--watchlist W] [--out DIR] [--mode batch|stream] [--duration S]\n"
+            "                     [--metrics-port P] [--state-dir DIR] [Beam options such as --runner]\n"
+            "       newswatch annotate [--watchlist W] [--model PATH] < items.jsonl",
+            file=sys.stderr,
+        )
         return 0 if argv and argv[0] in ("-h", "--help") else USAGE_ERROR
     command, rest = argv[0], argv[1:]
     return run(rest) if command == "run" else annotate(rest)

@@ -169,11 +169,15 @@ def load_feeds(path: Path | str) -> tuple[Feed, ...]:
         url = _text(path, entry, "url", what)
         scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):", url)
         if scheme and scheme.group(1).lower() not in ("http", "https") and len(scheme.group(1)) > 1:
-            raise ConfigError(f"{_where(path, entry)}: {what}: url scheme {scheme.group(1)!r} is not allowed; use http(s) or a file path")
+            raise ConfigError(
+                f"{_where(path, entry)}: {what}: url scheme {scheme.group(1)!r} is not allowed; use http(s) or a file path"
+            )
         if not url.startswith(("http://", "https://")):
             local = (path.parent / url).resolve()
             if not local.is_file():
-                raise ConfigError(f"{_where(path, entry)}: {what}: file {local} does not exist; fix the path or use an http(s) url")
+                raise ConfigError(
+                    f"{_where(path, entry)}: {what}: file {local} does not exist; fix the path or use an http(s) url"
+                )
             url = str(local)
         interval = _number(path, entry, "interval", what, MIN_INTERVAL_S) if "interval" in entry else 300.0
         feeds.append(Feed(name=name, url=url, interval_s=interval))
@@ -193,8 +197,10 @@ def _alias_key(alias: str) -> str:
 def _alias_text(path: Path, node: Any, value: Any, what: str) -> str:
     """An alias is literal text (never a pattern) with at least one letter or digit."""
     if not isinstance(value, str) or not any(char.isalnum() for char in value):
-        raise ConfigError(f"{_where(path, node)}: {what}: `aliases` must be a list of non-empty strings (with a letter or digit) "
-                          f"and {{role, valid_from, valid_to}} mappings; {value!r} is neither")
+        raise ConfigError(
+            f"{_where(path, node)}: {what}: `aliases` must be a list of non-empty strings (with a letter or digit) "
+            f"and {{role, valid_from, valid_to}} mappings; {value!r} is neither"
+        )
     return " ".join(value.split())
 
 
@@ -213,8 +219,9 @@ def _date(path: Path, node: Any, key: str, what: str) -> date | None:
 
 def _role(path: Path, node: Any, what: str) -> RoleAlias:
     _check_keys(path, node, f"{what}: a role alias", {"role"}, {"valid_from", "valid_to"})
-    role = RoleAlias(_alias_text(path, node, node["role"], what), _date(path, node, "valid_from", what),
-                     _date(path, node, "valid_to", what))
+    role = RoleAlias(
+        _alias_text(path, node, node["role"], what), _date(path, node, "valid_from", what), _date(path, node, "valid_to", what)
+    )
     if role.valid_from and role.valid_to and role.valid_from > role.valid_to:
         raise ConfigError(f"{_where(path, node)}: {what}: role {role.text!r} has `valid_from` after `valid_to`; swap them")
     return role
@@ -227,15 +234,18 @@ def _actor(path: Path, entry: Any, index: int) -> Actor:
     what = f"actor {name!r}"
     listed = entry.get("aliases", [])
     if not isinstance(listed, list):
-        raise ConfigError(f"{_where(path, entry)}: {what}: `aliases` must be a list of names and {{role, valid_from, valid_to}} mappings")
+        raise ConfigError(
+            f"{_where(path, entry)}: {what}: `aliases` must be a list of names and {{role, valid_from, valid_to}} mappings"
+        )
     names = [_alias_text(path, entry, alias, what) for alias in listed if not isinstance(alias, dict)]
     roles = [_role(path, alias, what) for alias in listed if isinstance(alias, dict)]
     return Actor(name=name, aliases=tuple(dict.fromkeys([name, *names])), roles=tuple(dict.fromkeys(roles)))
 
 
 def _overlap(a: RoleAlias, b: RoleAlias) -> bool:
-    return (a.valid_to is None or b.valid_from is None or b.valid_from <= a.valid_to) and \
-        (b.valid_to is None or a.valid_from is None or a.valid_from <= b.valid_to)
+    return (a.valid_to is None or b.valid_from is None or b.valid_from <= a.valid_to) and (
+        b.valid_to is None or a.valid_from is None or a.valid_from <= b.valid_to
+    )
 
 
 def _check_alias_clashes(path: Path, entries: list, actors: list[Actor]) -> None:
@@ -245,14 +255,18 @@ def _check_alias_clashes(path: Path, entries: list, actors: list[Actor]) -> None
         for alias in actor.aliases:
             owner = owners.setdefault(_alias_key(alias), actor.name)
             if owner != actor.name:
-                raise ConfigError(f"{_where(path, entry)}: actor {actor.name!r}: alias {alias!r} is also listed for {owner!r}; "
-                                  "keep it under one actor")
+                raise ConfigError(
+                    f"{_where(path, entry)}: actor {actor.name!r}: alias {alias!r} is also listed for {owner!r}; "
+                    "keep it under one actor"
+                )
     roles = [(entry, actor.name, role) for entry, actor in zip(entries, actors, strict=True) for role in actor.roles]
     for n, (entry, name, role) in enumerate(roles):
         for _, other_name, other in roles[:n]:
             if other_name != name and _alias_key(role.text) == _alias_key(other.text) and _overlap(role, other):
-                raise ConfigError(f"{_where(path, entry)}: actor {name!r}: role {role.text!r} overlaps in time with the same "
-                                  f"role of {other_name!r}; give each holder its own valid_from/valid_to")
+                raise ConfigError(
+                    f"{_where(path, entry)}: actor {name!r}: role {role.text!r} overlaps in time with the same "
+                    f"role of {other_name!r}; give each holder its own valid_from/valid_to"
+                )
         if _alias_key(role.text) in owners:
             raise ConfigError(f"{_where(path, entry)}: actor {name!r}: role {role.text!r} is also a name alias; list it once")
 
@@ -267,25 +281,43 @@ def _sink(path: Path, node: Any, index: int, environ: Mapping[str, str] | None) 
     if node["type"] == "stdout":
         _check_keys(path, node, what, {"type"}, {"max_per_minute"})
         return SinkConfig(name="stdout", kind="stdout", max_per_minute=_per_minute(path, node, what))
-    _check_keys(path, node, what, {"type", "name", "url_env"},
-                {"format", "max_per_minute", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s"})
+    _check_keys(
+        path,
+        node,
+        what,
+        {"type", "name", "url_env"},
+        {"format", "max_per_minute", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s"},
+    )
     name = _text(path, node, "name", what)
     if not set(name) <= _NAME_CHARS or name == "stdout":
-        raise ConfigError(f"{_where(path, node)}: {what}: `name` {name!r} may hold only letters, digits, - and _ (and is not stdout)")
+        raise ConfigError(
+            f"{_where(path, node)}: {what}: `name` {name!r} may hold only letters, digits, - and _ (and is not stdout)"
+        )
     what = f"alerts: sink {name!r}"
     url_env = _text(path, node, "url_env", what)
     if not set(url_env) <= _ENV_CHARS or url_env[0].isdigit():
-        raise ConfigError(f"{_where(path, node)}: {what}: `url_env` must name an environment variable (A-Z, 0-9, _), not {url_env!r}")
+        raise ConfigError(
+            f"{_where(path, node)}: {what}: `url_env` must name an environment variable (A-Z, 0-9, _), not {url_env!r}"
+        )
     if environ is not None and not environ.get(url_env, "").startswith(("http://", "https://")):
         state = "does not hold an http(s) URL" if environ.get(url_env) else "is not set"
         raise ConfigError(f"{_where(path, node)}: {what}: environment variable {url_env} {state}; export it with the webhook URL")
     form = node.get("format", "json")
     if form not in SINK_FORMATS:
         raise ConfigError(f"{_where(path, node)}: {what}: `format` must be one of {list(SINK_FORMATS)}, not {form!r}")
-    numbers = {key: _number(path, node, key, what, minimum) for key, minimum in
-               (("timeout_s", 0.01), ("max_attempts", 1), ("backoff_s", 0.0), ("max_backoff_s", 0.0)) if key in node}
-    sink = SinkConfig(name=name, kind="webhook", url_env=url_env, format=form, max_per_minute=_per_minute(path, node, what),
-                      **{key: int(value) if key == "max_attempts" else value for key, value in numbers.items()})
+    numbers = {
+        key: _number(path, node, key, what, minimum)
+        for key, minimum in (("timeout_s", 0.01), ("max_attempts", 1), ("backoff_s", 0.0), ("max_backoff_s", 0.0))
+        if key in node
+    }
+    sink = SinkConfig(
+        name=name,
+        kind="webhook",
+        url_env=url_env,
+        format=form,
+        max_per_minute=_per_minute(path, node, what),
+        **{key: int(value) if key == "max_attempts" else value for key, value in numbers.items()},
+    )
     if sink.backoff_s > sink.max_backoff_s:
         raise ConfigError(f"{_where(path, node)}: {what}: `backoff_s` must not exceed `max_backoff_s` ({sink.max_backoff_s})")
     return sink
@@ -305,20 +337,25 @@ def _alert_rules(path: Path, section: Any, environ: Mapping[str, str] | None) ->
     _check_keys(path, section, "the alerts section", set(), {"topics", "min_score", "window_hours", "sinks"})
     topics = section.get("topics", list(TOPICS))
     if not isinstance(topics, list) or not topics or set(topics) - set(TOPICS):
-        raise ConfigError(f"{_where(path, section)}: alerts: `topics` must be a non-empty list drawn from {list(TOPICS)}, not {topics!r}")
+        raise ConfigError(
+            f"{_where(path, section)}: alerts: `topics` must be a non-empty list drawn from {list(TOPICS)}, not {topics!r}"
+        )
     min_score = _number(path, section, "min_score", "alerts", 0.0) if section.get("min_score") is not None else None
     if min_score is not None and min_score > 1:
         raise ConfigError(f"{_where(path, section)}: alerts: `min_score` is a probability between 0 and 1, not {min_score}")
     window_hours = _number(path, section, "window_hours", "alerts", 0.0) if "window_hours" in section else 24.0
     listed = section.get("sinks", [])
     if not isinstance(listed, list):
-        raise ConfigError(f"{_where(path, section)}: alerts: `sinks` must be a list of {{type: stdout}} and {{type: webhook, ...}}")
+        raise ConfigError(
+            f"{_where(path, section)}: alerts: `sinks` must be a list of {{type: stdout}} and {{type: webhook, ...}}"
+        )
     sinks = [_sink(path, node, index, environ) for index, node in enumerate(listed, start=1)]
     names = [sink.name for sink in sinks]
     if len(set(names)) != len(names):
         raise ConfigError(f"{_where(path, section)}: alerts: sink names must be unique (stdout at most once), not {names}")
-    return AlertRules(topics=tuple(t for t in TOPICS if t in topics), min_score=min_score, window_hours=window_hours,
-                      sinks=tuple(sinks))
+    return AlertRules(
+        topics=tuple(t for t in TOPICS if t in topics), min_score=min_score, window_hours=window_hours, sinks=tuple(sinks)
+    )
 
 
 def load_watchlist(path: Path | str, environ: Mapping[str, str] | None = None, check_secrets: bool = True) -> Watchlist:

@@ -136,9 +136,11 @@ class _KeepFirst(beam.PTransform):
         keyed = items | "Key" >> beam.Map(_key, self._kind).with_output_types(tuple[str, object])
         if self._streaming:
             first_sight = with_own_timer(_FirstSightFn, f"expiry_{self._kind}")(self._kind, self._settings, self._state_dir)
-            return (keyed
-                    | "Shard" >> beam.Map(lambda pair: (shard_of(pair[0]), pair)).with_output_types(tuple[int, object])
-                    | "Decide" >> beam.ParDo(first_sight))
+            return (
+                keyed
+                | "Shard" >> beam.Map(lambda pair: (shard_of(pair[0]), pair)).with_output_types(tuple[int, object])
+                | "Decide" >> beam.ParDo(first_sight)
+            )
         decide = _MergeGroupFn(self._kind, self._settings, self._state_dir)
         return keyed | "Group" >> beam.GroupByKey() | "Decide" >> beam.ParDo(decide)
 

@@ -120,8 +120,9 @@ class FetchError(Exception):
     """A poll that failed; `outcome` is the metrics label, the message is for people.
     `status` and `retry_after_s` come from an HTTP error answer, `stage` is where it failed."""
 
-    def __init__(self, outcome: str, message: str, status: int | None = None, retry_after_s: float | None = None,
-                 stage: str = "fetch"):
+    def __init__(
+        self, outcome: str, message: str, status: int | None = None, retry_after_s: float | None = None, stage: str = "fetch"
+    ):
         super().__init__(message)
         self.outcome = outcome
         self.status = status
@@ -221,14 +222,27 @@ def request_headers(state: PollState) -> dict[str, str]:
     return headers
 
 
-def after_success(state: PollState, now: float, interval_s: float, etag: str | None = None, modified: str | None = None,
-                  server_interval_s: float = 0.0, feed_interval_s: float | None = None, spread: float = 0.0) -> PollState:
+def after_success(
+    state: PollState,
+    now: float,
+    interval_s: float,
+    etag: str | None = None,
+    modified: str | None = None,
+    server_interval_s: float = 0.0,
+    feed_interval_s: float | None = None,
+    spread: float = 0.0,
+) -> PollState:
     """The schedule after a poll that worked: the feed's interval, never sooner than the server or the
     feed itself asks (capped at a day), `spread` (a fraction, the jitter) later; validators kept."""
     feed_interval_s = state.feed_interval_s if feed_interval_s is None else feed_interval_s
     asked_s = min(max(server_interval_s, feed_interval_s), MAX_SERVER_INTERVAL_S)
-    return PollState(next_due=now + max(interval_s, asked_s) * (1 + spread), etag=etag or state.etag,
-                     modified=modified or state.modified, failures=0, feed_interval_s=feed_interval_s)
+    return PollState(
+        next_due=now + max(interval_s, asked_s) * (1 + spread),
+        etag=etag or state.etag,
+        modified=modified or state.modified,
+        failures=0,
+        feed_interval_s=feed_interval_s,
+    )
 
 
 def backoff_s(interval_s: float, failures: int, max_backoff_s: float) -> float:
@@ -236,8 +250,9 @@ def backoff_s(interval_s: float, failures: int, max_backoff_s: float) -> float:
     return min(interval_s * 2 ** min(max(failures - 1, 0), 40), max(max_backoff_s, interval_s))
 
 
-def after_failure(state: PollState, now: float, interval_s: float, max_backoff_s: float,
-                  retry_after_s: float | None = None, spread: float = 0.0) -> PollState:
+def after_failure(
+    state: PollState, now: float, interval_s: float, max_backoff_s: float, retry_after_s: float | None = None, spread: float = 0.0
+) -> PollState:
     """Exponential backoff with a cap, never sooner than a Retry-After: a failing feed is retried for ever."""
     failures = state.failures + 1
     delay_s = max(backoff_s(interval_s, failures, max_backoff_s), min(retry_after_s or 0.0, MAX_SERVER_INTERVAL_S))
@@ -283,9 +298,16 @@ class HostLane:
         return list(self._queue)
 
 
-def run_lanes(lanes: Mapping[str, HostLane], submit: Callable[[Feed], Future], max_in_flight: int,
-              running: dict[Future, Feed], wait_until: float | None = None, wait_for_slots: bool = True,
-              clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> Iterator[PollResult]:
+def run_lanes(
+    lanes: Mapping[str, HostLane],
+    submit: Callable[[Feed], Future],
+    max_in_flight: int,
+    running: dict[Future, Feed],
+    wait_until: float | None = None,
+    wait_for_slots: bool = True,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[PollResult]:
     """Start the lanes' requests as their slots come, at most `max_in_flight` at once in all, and yield
     each PollResult as it finishes.
 
@@ -322,8 +344,9 @@ def run_lanes(lanes: Mapping[str, HostLane], submit: Callable[[Feed], Future], m
 # --- one poll --------------------------------------------------------------------------
 
 
-def read_limited(chunks: Iterable[bytes], max_bytes: int, deadline_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> bytes:
+def read_limited(
+    chunks: Iterable[bytes], max_bytes: int, deadline_s: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> bytes:
     """Join chunks (already decompressed), stopping as soon as the body passes `max_bytes` or takes
     longer than `deadline_s` in all."""
     body = bytearray()
@@ -372,8 +395,9 @@ def fetch_http(session: requests.Session, feed: Feed, state: PollState, settings
     """One conditional GET, redirects followed up to the session's limit; FetchError on any failure.
     Errors come from requests (before the body) and from urllib3 (while the body streams)."""
     try:
-        with session.get(feed.url, headers=request_headers(state), stream=True,
-                         timeout=(settings.connect_timeout_s, settings.read_timeout_s)) as response:
+        with session.get(
+            feed.url, headers=request_headers(state), stream=True, timeout=(settings.connect_timeout_s, settings.read_timeout_s)
+        ) as response:
             return _read_response(response, settings)
     except requests.exceptions.TooManyRedirects as err:
         raise FetchError("redirect_loop", f"more than {settings.max_redirects} redirects") from err
@@ -399,18 +423,23 @@ def poll_feed(session: requests.Session, feed: Feed, state: PollState, settings:
         return failed_poll(feed, state, err, started, settings, spread)
     except Exception as err:  # a server found a path we did not foresee: still one dead letter, never a lost feed
         log.exception("feed %s: unexpected error while polling", feed.name)
-        return failed_poll(feed, state, FetchError("unexpected_error", f"{err.__class__.__name__}: {err}"), started, settings, spread)
+        return failed_poll(
+            feed, state, FetchError("unexpected_error", f"{err.__class__.__name__}: {err}"), started, settings, spread
+        )
     finished = time.time()  # schedules count from the end of the request: slow hosts get more room
     # A feed's <ttl> asks its readers to spare the publisher's server; a local file has none to spare.
     feed_interval_s = None if parsed is None else 0.0 if feed.is_local_file else parsed.min_interval_s
-    new_state = after_success(state, finished, feed.interval_s, fetched.etag, fetched.modified, fetched.server_interval_s,
-                              feed_interval_s, spread)
+    new_state = after_success(
+        state, finished, feed.interval_s, fetched.etag, fetched.modified, fetched.server_interval_s, feed_interval_s, spread
+    )
     if parsed is None:
         return PollResult(feed, "not_modified", new_state, FeedResponse(feed.name, feed.url, started, None))
     return PollResult(feed, "ok", new_state, FeedResponse(feed.name, feed.url, started, tuple(parsed.entries), parsed.cut))
 
 
-def failed_poll(feed: Feed, state: PollState, err: FetchError, started: float, settings: FetchSettings, spread: float) -> PollResult:
+def failed_poll(
+    feed: Feed, state: PollState, err: FetchError, started: float, settings: FetchSettings, spread: float
+) -> PollResult:
     finished = time.time()
     new_state = after_failure(state, finished, feed.interval_s, settings.max_backoff_s, err.retry_after_s, spread)
     hold_s = host_hold_s(err.status, err.retry_after_s, backoff_s(feed.interval_s, new_state.failures, settings.max_backoff_s))
@@ -430,8 +459,7 @@ class PollFeedsFn(beam.DoFn):
 
     STATE = ReadModifyWriteStateSpec("poll", PickleCoder())
 
-    def __init__(self, feeds: tuple[Feed, ...], settings: FetchSettings, once: bool, tick_s: float,
-                 stop_at: float | None = None):
+    def __init__(self, feeds: tuple[Feed, ...], settings: FetchSettings, once: bool, tick_s: float, stop_at: float | None = None):
         self._settings = settings
         self._once = once  # batch: this is the only call, nothing may be left for later
         self._tick_s = tick_s
@@ -471,8 +499,10 @@ class PollFeedsFn(beam.DoFn):
         lanes = {}
         for host, feeds in self._hosts.get(shard, {}).items():
             state = book.hosts.get(host, HostState())
-            due = sorted((f for f in feeds if f.name not in flying and book.feeds.get(f.name, PollState()).next_due <= now),
-                         key=lambda f: book.feeds.get(f.name, PollState()).next_due)
+            due = sorted(
+                (f for f in feeds if f.name not in flying and book.feeds.get(f.name, PollState()).next_due <= now),
+                key=lambda f: book.feeds.get(f.name, PollState()).next_due,
+            )
             if state.hold_until > now:
                 due = []
             if due or busy[host]:
@@ -494,14 +524,25 @@ class PollFeedsFn(beam.DoFn):
         if not lanes:
             return
         last = self._once or (self._stop_at is not None and tick + 1.5 * self._tick_s >= self._stop_at)
-        results = run_lanes(lanes, partial(self._submit, book=book), self._settings.fetch_concurrency, running,
-                            wait_until=None if last else now + self._tick_s, wait_for_slots=self._once)
+        results = run_lanes(
+            lanes,
+            partial(self._submit, book=book),
+            self._settings.fetch_concurrency,
+            running,
+            wait_until=None if last else now + self._tick_s,
+            wait_for_slots=self._once,
+        )
         for result in results:
             book.feeds[result.feed.name] = result.state
             telemetry.feed_fetched(result.feed.name, result.outcome, result.state.failures)
             if result.dead_letter:
-                log.info("feed %s: %s (%s); next try at %s", result.feed.name, result.outcome, result.dead_letter.reason,
-                         iso_utc(result.state.next_due))
+                log.info(
+                    "feed %s: %s (%s); next try at %s",
+                    result.feed.name,
+                    result.outcome,
+                    result.dead_letter.reason,
+                    iso_utc(result.state.next_due),
+                )
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, result.dead_letter)
             else:
                 yield result.response  # ParseEntries turns it into entries and a FeedStatus
@@ -525,8 +566,14 @@ class FetchFeeds(beam.PTransform):
     Batch: every feed once. Stream: ticks until `duration_s` has passed, or for ever.
     """
 
-    def __init__(self, feeds: tuple[Feed, ...], streaming: bool, duration_s: float | None = None,
-                 tick_s: float = 1.0, settings: FetchSettings = FetchSettings()):
+    def __init__(
+        self,
+        feeds: tuple[Feed, ...],
+        streaming: bool,
+        duration_s: float | None = None,
+        tick_s: float = 1.0,
+        settings: FetchSettings = FetchSettings(),
+    ):
         super().__init__()
         self._feeds = feeds
         self._streaming = streaming
@@ -539,7 +586,8 @@ class FetchFeeds(beam.PTransform):
         if self._streaming:
             stop = Timestamp.of(start + self._duration_s) if self._duration_s else MAX_TIMESTAMP
             ticks = pbegin | "Tick" >> PeriodicImpulse(
-                start_timestamp=Timestamp.of(start), stop_timestamp=stop, fire_interval=self._tick_s)
+                start_timestamp=Timestamp.of(start), stop_timestamp=stop, fire_interval=self._tick_s
+            )
         else:
             ticks = pbegin | "Once" >> beam.Create([start])
         shards = sorted({shard_of(host_key(feed), self._settings.fetch_shards) for feed in self._feeds})
@@ -547,7 +595,9 @@ class FetchFeeds(beam.PTransform):
         poll = PollFeedsFn(self._feeds, self._settings, once=not self._streaming, tick_s=self._tick_s, stop_at=stop_at)
         return (
             ticks
-            | "PerShard" >> beam.FlatMap(lambda tick, shards=shards: [(shard, float(tick)) for shard in shards])
-            .with_output_types(tuple[int, float])  # an int key: a deterministic coder, as state keys need
+            | "PerShard"
+            >> beam.FlatMap(lambda tick, shards=shards: [(shard, float(tick)) for shard in shards]).with_output_types(
+                tuple[int, float]
+            )  # an int key: a deterministic coder, as state keys need
             | "Poll" >> beam.ParDo(poll).with_outputs(DEAD_LETTER, main="responses")
         )

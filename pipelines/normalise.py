@@ -20,8 +20,30 @@ from pipelines.records import DeadLetter, Item
 DEAD_LETTER = "dead_letter"
 FUTURE_SKEW_S = 600  # a clock a little ahead is normal; more than this is a wrong date
 _DROPPED_TAGS = {"script", "style", "noscript", "iframe", "svg", "object", "template", "head", "figcaption"}
-_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-               "section", "article", "header", "footer", "blockquote", "figure", "pre", "hr"}
+_BLOCK_TAGS = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "figure",
+    "pre",
+    "hr",
+}
 # Query parameters that say how a reader arrived, not which page: ad and social click ids, newsletter
 # and analytics campaign tags. Removing them folds every shared link of one page into one URL.
 _TRACKING_PARAMS = re.compile(
@@ -107,13 +129,16 @@ def canonical_url(url: str) -> str:
         return ""
     for prefix in ("www.", "amp.", "m.", "mobile."):
         if host.startswith(prefix) and host.count(".") > 1:
-            host = host[len(prefix):]
+            host = host[len(prefix) :]
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    segments = [s for s in parts.path.split("/") if s and s.lower() != "amp"]
+    segments = [s.strip() for s in parts.path.split("/") if s.strip() and s.strip().lower() != "amp"]
     path = "/" + "/".join(segments)
     path = re.sub(r"\.amp(\.html?)?$", r"\1", path, flags=re.I)
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                   if not _TRACKING_PARAMS.match(k) and k.lower() not in ("amp", "outputtype"))
+    query = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not _TRACKING_PARAMS.match(k) and k.lower() not in ("amp", "outputtype")
+    )
     return urlunsplit((scheme, netloc, path, urlencode(query), ""))
 
 
@@ -153,9 +178,16 @@ def normalise_entry(raw: dict) -> Item:
         identity = "content:" + content_print
     published, estimated = publication_time(raw.get("published"), raw["fetched_at"])
     return Item(
-        feed=raw["feed"], url=url, guid=guid, title=title or text.split("\n", 1)[0][:200], text=text,
-        published=published, published_estimated=estimated, fetched_at=raw["fetched_at"],
-        identity_key=hashlib.sha1(identity.encode("utf-8")).hexdigest()[:20], fingerprint=content_print,
+        feed=raw["feed"],
+        url=url,
+        guid=guid,
+        title=title or text.split("\n", 1)[0][:200],
+        text=text,
+        published=published,
+        published_estimated=estimated,
+        fetched_at=raw["fetched_at"],
+        identity_key=hashlib.sha1(identity.encode("utf-8")).hexdigest()[:20],
+        fingerprint=content_print,
     )
 
 
@@ -165,7 +197,8 @@ class NormaliseFn(beam.DoFn):
             yield normalise_entry(raw)
         except NormaliseError as err:
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER, DeadLetter(raw["feed"], raw.get("link", ""), "normalise", str(err), raw["fetched_at"], is_item=True))
+                DEAD_LETTER, DeadLetter(raw["feed"], raw.get("link", ""), "normalise", str(err), raw["fetched_at"], is_item=True)
+            )
 
 
 class Normalise(beam.PTransform):

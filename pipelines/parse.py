@@ -151,11 +151,16 @@ class ParseEntriesFn(beam.DoFn):
     def process(self, response: FeedResponse):
         entries = response.entries or ()
         if response.cut:
-            log.warning("feed %s: %d entries beyond the per-poll cap were not read (raise --max-entries to read them)",
-                        response.feed, response.cut)
+            log.warning(
+                "feed %s: %d entries beyond the per-poll cap were not read (raise --max-entries to read them)",
+                response.feed,
+                response.cut,
+            )
         if response.entries is not None:
             telemetry.items_fetched(response.feed, len(entries))
-        yield beam.pvalue.TaggedOutput(STATUS, FeedStatus(response.feed, True, len(entries), "", response.fetched_at, response.cut))
+        yield beam.pvalue.TaggedOutput(
+            STATUS, FeedStatus(response.feed, True, len(entries), "", response.fetched_at, response.cut)
+        )
         for entry in entries:
             yield {**entry, "feed": response.feed, "feed_url": response.url, "fetched_at": response.fetched_at}
 

@@ -38,11 +38,7 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     normalised = parsed.entries | "Normalise" >> Normalise()
     stories = StorySettings(options.near_dup_threshold, options.dedup_horizon_days)
     unique, duplicates = normalised.items | "Deduplicate" >> Deduplicate(streaming, state_dir, stories)
-    annotated = (
-        unique
-        | "ClassifyTopics" >> ClassifyTopics(options.model)
-        | "MatchActors" >> MatchActors(watchlist)
-    )
+    annotated = unique | "ClassifyTopics" >> ClassifyTopics(options.model) | "MatchActors" >> MatchActors(watchlist)
     (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args, options.alerts_to_stdout)
     annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(*sink_args))
     parsed.status | "RecordFeedStatus" >> beam.ParDo(RecordFeedStatusFn(*sink_args))

@@ -80,8 +80,10 @@ class StateStore:
                 "INSERT OR IGNORE INTO seen (kind, key, story_id) VALUES (?, ?, ?)",
                 [(kind, key, story_id) for story_id, keys in written for kind, key in keys.items()],
             )
-            self._db.execute("INSERT INTO sink_offsets (path, offset) VALUES (?, ?) "
-                             "ON CONFLICT (path) DO UPDATE SET offset = excluded.offset", (sink_path, offset))
+            self._db.execute(
+                "INSERT INTO sink_offsets (path, offset) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET offset = excluded.offset",
+                (sink_path, offset),
+            )
 
     def committed_offset(self, sink_path: str) -> int:
         row = self._db.execute("SELECT offset FROM sink_offsets WHERE path = ?", (sink_path,)).fetchone()
@@ -100,14 +102,23 @@ class StateStore:
                 return None
             occurrence = row[0] + 1 if row else 1
             known = self._db.execute("SELECT feed, url FROM story_sources WHERE story_id = ?", (alert["story_id"],)).fetchall()
-            alert = {**alert, "alert_id": key if occurrence == 1 else f"{key}-{occurrence}",
-                     "sources": _merged(alert["sources"], [{"feed": f, "url": u} for f, u in known])}
-            self._db.execute("INSERT INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
-                             (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)))
-            self._db.execute("INSERT OR REPLACE INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?)",
-                             (key, alert["alert_id"], occurrence, published))
-            self._db.executemany("INSERT OR IGNORE INTO deliveries (sink, alert_id, status) VALUES (?, ?, 'pending')",
-                                 [(sink, alert["alert_id"]) for sink in sinks])
+            alert = {
+                **alert,
+                "alert_id": key if occurrence == 1 else f"{key}-{occurrence}",
+                "sources": _merged(alert["sources"], [{"feed": f, "url": u} for f, u in known]),
+            }
+            self._db.execute(
+                "INSERT INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
+                (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?)",
+                (key, alert["alert_id"], occurrence, published),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO deliveries (sink, alert_id, status) VALUES (?, ?, 'pending')",
+                [(sink, alert["alert_id"]) for sink in sinks],
+            )
             write(alert)
             return alert
 
@@ -115,21 +126,28 @@ class StateStore:
         """Take over alerts found in alerts.jsonl but not here (each with its key, occurrence and publication time)."""
         with self._transaction():
             for alert in alerts:
-                if self._db.execute("INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
-                                    (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False))).rowcount:
+                if self._db.execute(
+                    "INSERT OR IGNORE INTO alerts (alert_id, story_id, record) VALUES (?, ?, ?)",
+                    (alert["alert_id"], alert["story_id"], json.dumps(alert, ensure_ascii=False)),
+                ).rowcount:
                     key, occurrence = alert_key_of(alert["alert_id"])
                     published = datetime.strptime(alert["published"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-                    self._db.execute("INSERT INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?) "
-                                     "ON CONFLICT (key) DO UPDATE SET alert_id = excluded.alert_id, occurrence = excluded.occurrence, "
-                                     "published = excluded.published WHERE excluded.occurrence > occurrence",
-                                     (key, alert["alert_id"], occurrence, published))
+                    self._db.execute(
+                        "INSERT INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET alert_id = excluded.alert_id, occurrence = excluded.occurrence, "
+                        "published = excluded.published WHERE excluded.occurrence > occurrence",
+                        (key, alert["alert_id"], occurrence, published),
+                    )
 
     # --- deliveries: each sink's outbox ------------------------------------------------
 
     def pending_deliveries(self, sink: str) -> list[dict]:
         """The alerts still owed to `sink` (raised, then the process stopped before delivering them)."""
-        rows = self._db.execute("SELECT record FROM alerts JOIN deliveries USING (alert_id) "
-                                "WHERE sink = ? AND status = 'pending' ORDER BY alerts.rowid", (sink,)).fetchall()
+        rows = self._db.execute(
+            "SELECT record FROM alerts JOIN deliveries USING (alert_id) "
+            "WHERE sink = ? AND status = 'pending' ORDER BY alerts.rowid",
+            (sink,),
+        ).fetchall()
         return [json.loads(record) for (record,) in rows]
 
     def delivery_status(self, sink: str, alert_id: str) -> str | None:
@@ -139,23 +157,29 @@ class StateStore:
     def record_deliveries(self, sink: str, alert_ids: list[str], status: str, reason: str = "") -> None:
         """Mark alerts `delivered` or `dead` (with the reason) for `sink`."""
         with self._transaction():
-            self._db.executemany("INSERT INTO deliveries (sink, alert_id, status, reason) VALUES (?, ?, ?, ?) "
-                                 "ON CONFLICT (sink, alert_id) DO UPDATE SET status = excluded.status, reason = excluded.reason",
-                                 [(sink, alert_id, status, reason) for alert_id in alert_ids])
+            self._db.executemany(
+                "INSERT INTO deliveries (sink, alert_id, status, reason) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sink, alert_id) DO UPDATE SET status = excluded.status, reason = excluded.reason",
+                [(sink, alert_id, status, reason) for alert_id in alert_ids],
+            )
 
     def add_sources(self, story_id: str, sources: list[dict]) -> list[dict]:
         """Record a story's later sources and append them to its stored alerts; returns the alerts that changed."""
         updated = []
         with self._transaction():
-            self._db.executemany("INSERT OR IGNORE INTO story_sources (story_id, feed, url) VALUES (?, ?, ?)",
-                                 [(story_id, s["feed"], s["url"]) for s in sources])
+            self._db.executemany(
+                "INSERT OR IGNORE INTO story_sources (story_id, feed, url) VALUES (?, ?, ?)",
+                [(story_id, s["feed"], s["url"]) for s in sources],
+            )
             rows = self._db.execute("SELECT alert_id, record FROM alerts WHERE story_id = ?", (story_id,)).fetchall()
             for alert_id, record in rows:
                 alert = json.loads(record)
                 merged = _merged(alert["sources"], sources)
                 if merged != alert["sources"]:
                     alert["sources"] = merged
-                    self._db.execute("UPDATE alerts SET record = ? WHERE alert_id = ?", (json.dumps(alert, ensure_ascii=False), alert_id))
+                    self._db.execute(
+                        "UPDATE alerts SET record = ? WHERE alert_id = ?", (json.dumps(alert, ensure_ascii=False), alert_id)
+                    )
                     updated.append(alert)
         return updated
 
@@ -163,21 +187,32 @@ class StateStore:
 
     def count(self, run_id: str, kind: str, n: int = 1) -> None:
         with self._transaction():
-            self._db.execute("INSERT INTO run_counts (run_id, kind, n) VALUES (?, ?, ?) "
-                             "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n", (run_id, kind, n))
+            self._db.execute(
+                "INSERT INTO run_counts (run_id, kind, n) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n",
+                (run_id, kind, n),
+            )
 
     def feed_polled(self, run_id: str, feed: str, ok: bool, entries: int, error: str, at_iso: str) -> None:
         """One poll's outcome: its entries count as fetched, and the feed's health follows it."""
         with self._transaction():
             self._db.execute("INSERT OR IGNORE INTO feed_health (feed, run_id) VALUES (?, ?)", (feed, run_id))
             if ok:
-                self._db.execute("UPDATE feed_health SET run_id = ?, last_success = ?, consecutive_failures = 0 WHERE feed = ?",
-                                 (run_id, at_iso, feed))
-                self._db.execute("INSERT INTO run_counts (run_id, kind, n) VALUES (?, 'fetched', ?) "
-                                 "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n", (run_id, entries))
+                self._db.execute(
+                    "UPDATE feed_health SET run_id = ?, last_success = ?, consecutive_failures = 0 WHERE feed = ?",
+                    (run_id, at_iso, feed),
+                )
+                self._db.execute(
+                    "INSERT INTO run_counts (run_id, kind, n) VALUES (?, 'fetched', ?) "
+                    "ON CONFLICT (run_id, kind) DO UPDATE SET n = n + excluded.n",
+                    (run_id, entries),
+                )
             else:
-                self._db.execute("UPDATE feed_health SET run_id = ?, last_error = ?, consecutive_failures = consecutive_failures + 1 "
-                                 "WHERE feed = ?", (run_id, f"{at_iso} {error}", feed))
+                self._db.execute(
+                    "UPDATE feed_health SET run_id = ?, last_error = ?, consecutive_failures = consecutive_failures + 1 "
+                    "WHERE feed = ?",
+                    (run_id, f"{at_iso} {error}", feed),
+                )
 
     def summary(self, run_id: str) -> dict:
         counts = dict(self._db.execute("SELECT kind, n FROM run_counts WHERE run_id = ?", (run_id,)).fetchall())
@@ -185,12 +220,18 @@ class StateStore:
             feed: {"last_success": success, "last_error": error, "consecutive_failures": failures}
             for feed, success, error, failures in self._db.execute(
                 "SELECT feed, last_success, last_error, consecutive_failures FROM feed_health WHERE run_id = ? ORDER BY feed",
-                (run_id,))
+                (run_id,),
+            )
         }
         failed = sum(1 for health in feeds.values() if health["consecutive_failures"])
         return {
-            **{kind: counts.get(kind, 0) for kind in ("fetched", "unique", "duplicates", "dead_letter_items", "alerts", "entries_cut")},
-            "feeds_ok": len(feeds) - failed, "feeds_failed": failed, "feeds": feeds,
+            **{
+                kind: counts.get(kind, 0)
+                for kind in ("fetched", "unique", "duplicates", "dead_letter_items", "alerts", "entries_cut")
+            },
+            "feeds_ok": len(feeds) - failed,
+            "feeds_failed": failed,
+            "feeds": feeds,
         }
 
 

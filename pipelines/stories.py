@@ -140,7 +140,7 @@ def lead_of(text: str) -> list[str]:
 
 def shingles(words: list[str]) -> list[bytes]:
     count = max(1, len(words) - SHINGLE_WORDS + 1)
-    return [" ".join(words[i:i + SHINGLE_WORDS]).encode("utf-8") for i in range(count)]
+    return [" ".join(words[i : i + SHINGLE_WORDS]).encode("utf-8") for i in range(count)]
 
 
 @lru_cache(maxsize=4)
@@ -154,7 +154,7 @@ def band_values(words: list[str], bands: int) -> tuple[int, ...]:
     minhash.update_batch(shingles(words))
     values = minhash.hashvalues
     return tuple(
-        int.from_bytes(hashlib.blake2b(values[i * ROWS:(i + 1) * ROWS].tobytes(), digest_size=4).digest(), "big")
+        int.from_bytes(hashlib.blake2b(values[i * ROWS : (i + 1) * ROWS].tobytes(), digest_size=4).digest(), "big")
         for i in range(bands)
     )
 
@@ -247,7 +247,9 @@ def after_timer(shard: Shard | None, clock_s: float, fired_s: float) -> tuple[Sh
     if not kept:
         return None, None
     next_due = min(until for entries in kept.values() for _, until in entries)
-    return Shard({key: encode_entries(entries) for key, entries in kept.items()}, next_due), (next_due if next_due > fired_s else None)
+    return Shard({key: encode_entries(entries) for key, entries in kept.items()}, next_due), (
+        next_due if next_due > fired_s else None
+    )
 
 
 def register(entries: list[Entry], story: int, expiry: int) -> list[Entry]:
@@ -260,7 +262,8 @@ def register(entries: list[Entry], story: int, expiry: int) -> list[Entry]:
 def story_of_hits(hits: dict[int, tuple[int, int]], settings: StorySettings) -> int | None:
     """The story with enough matching text or lead bands (most bands first, then the smaller id), or None."""
     qualified = [
-        (text + lead, -story, story) for story, (text, lead) in hits.items()
+        (text + lead, -story, story)
+        for story, (text, lead) in hits.items()
         if text >= settings.text_hits_needed or lead >= settings.lead_hits_needed
     ]
     return max(qualified)[2] if qualified else None
@@ -288,8 +291,9 @@ class Pending:
         return replace(self, hits=hits, stored=self.stored | stored)
 
 
-def band_step(shard: Shard | None, pending: Pending, band: int, stored: set[int],
-              settings: StorySettings) -> tuple[Shard, Pending]:
+def band_step(
+    shard: Shard | None, pending: Pending, band: int, stored: set[int], settings: StorySettings
+) -> tuple[Shard, Pending]:
     """One band's shard and the item -> the shard with the item registered in its bucket, and the item with its hits."""
     now, value = pending.item.published, pending.bands[band]
     entries = entries_in(shard, value, now)
@@ -355,13 +359,15 @@ def with_own_timer(base: type[ExpiringStateFn], name: str) -> type[ExpiringState
     timer = TimerSpec(name, TimeDomain.WATERMARK)
 
     class Step(base):
-        def process(self, element, ts=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD),
-                    expiry=beam.DoFn.TimerParam(timer)):
+        def process(
+            self, element, ts=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD), expiry=beam.DoFn.TimerParam(timer)
+        ):
             return self.step(element, ts, state, expiry)
 
         @on_timer(timer)
-        def expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD),
-                   expiry=beam.DoFn.TimerParam(timer)):
+        def expire(
+            self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD), expiry=beam.DoFn.TimerParam(timer)
+        ):
             self.expire_state(fired, state, expiry)
 
     Step.__name__ = Step.__qualname__ = f"{base.__name__}_{name}"
@@ -442,8 +448,14 @@ class _ResolveFn(ExpiringStateFn):
     WAITING = BagStateSpec("waiting", PickleCoder())  # (story, Decided)
     EXPIRY = TimerSpec("expiry_resolve", TimeDomain.WATERMARK)  # a name no other step uses: see with_own_timer
 
-    def process(self, element, ts=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(ExpiringStateFn.SHARD),
-                waiting=beam.DoFn.StateParam(WAITING), expiry=beam.DoFn.TimerParam(EXPIRY)):
+    def process(
+        self,
+        element,
+        ts=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(ExpiringStateFn.SHARD),
+        waiting=beam.DoFn.StateParam(WAITING),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
         _, value = element
         if isinstance(value, Alias):
             yield from self._settle(value.own, value.story, value.expiry, ts, state, waiting, expiry)
@@ -488,8 +500,13 @@ class _ResolveFn(ExpiringStateFn):
                 waiting.add((story, decided))
 
     @on_timer(EXPIRY)
-    def expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(ExpiringStateFn.SHARD),
-               waiting=beam.DoFn.StateParam(WAITING), expiry=beam.DoFn.TimerParam(EXPIRY)):
+    def expire(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(ExpiringStateFn.SHARD),
+        waiting=beam.DoFn.StateParam(WAITING),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
         # Copies still waiting have no root in this run (it expired): each starts a story of its own.
         for _, decided in waiting.read():
             _UNRESOLVED.inc()

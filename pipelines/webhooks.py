@@ -52,6 +52,7 @@ _claim_lock = threading.Lock()
 
 # --- plain text -------------------------------------------------------------------------
 
+
 def plain_text(value: str) -> str:
     """Text with entities decoded, tags and control characters removed and whitespace collapsed."""
     text = _TAG.sub(" ", html.unescape(_TAG.sub(" ", value)))
@@ -86,6 +87,7 @@ def safe_alert(alert: dict) -> dict:
 
 
 # --- messages ---------------------------------------------------------------------------
+
 
 def digest_id_of(alerts: list[dict]) -> str:
     return "d-" + hashlib.sha1(",".join(sorted(a["alert_id"] for a in alerts)).encode()).hexdigest()[:16]
@@ -124,6 +126,7 @@ def stdout_line(alert: dict) -> str:
 
 
 # --- posting with retries ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -169,8 +172,15 @@ def _attempt(session: requests.Session, url: str, body: dict, key: str, timeout_
         return f"HTTP {response.status_code}", retry_after_s(response.headers.get("Retry-After"), time.time()), retryable
 
 
-def post_with_retries(session: requests.Session, url: str, body: dict, key: str, sink: SinkConfig,
-                      sleep: Callable[[float], None] = time.sleep, rand: Callable[[], float] = random.random) -> Delivery:
+def post_with_retries(
+    session: requests.Session,
+    url: str,
+    body: dict,
+    key: str,
+    sink: SinkConfig,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+) -> Delivery:
     """POST `body` with `Idempotency-Key: key` until a 2xx, a final answer, or `max_attempts`."""
     for attempt in range(1, sink.max_attempts + 1):
         outcome, retry_after, retryable = _attempt(session, url, body, key, sink.timeout_s)
@@ -186,6 +196,7 @@ def post_with_retries(session: requests.Session, url: str, body: dict, key: str,
 
 
 # --- rate limit and once-only -----------------------------------------------------------
+
 
 class RateLimit:
     """At most `per_minute` sends in any RATE_WINDOW_S (None: no limit), on a clock given by the caller."""
@@ -215,6 +226,7 @@ def claim(state_dir: str, sink: str, alert_id: str) -> bool:
 
 
 # --- the sink ---------------------------------------------------------------------------
+
 
 class DeliverAlertsFn(FileSinkFn):
     """alert dict -> (nothing): delivers each alert to one sink, once; what cannot be delivered is a dead letter."""
@@ -257,7 +269,10 @@ class DeliverAlertsFn(FileSinkFn):
 
     def _offer(self, alert: dict) -> None:
         name = self._sink.name
-        if not claim(self._state_dir, name, alert["alert_id"]) or self._store.delivery_status(name, alert["alert_id"]) in ("delivered", "dead"):
+        if not claim(self._state_dir, name, alert["alert_id"]) or self._store.delivery_status(name, alert["alert_id"]) in (
+            "delivered",
+            "dead",
+        ):
             return
         if self._limit.allow(time.monotonic()):
             self._settle([alert], self._deliver([alert], digest=False))
@@ -280,7 +295,11 @@ class DeliverAlertsFn(FileSinkFn):
         if not self._url.startswith(("http://", "https://")):
             return Delivery(False, 0, f"environment variable {self._sink.url_env} does not hold an http(s) URL on this worker")
         form = self._sink.format
-        body, key = (digest_message(alerts, form), digest_id_of(alerts)) if digest else (alert_message(alerts[0], form), alerts[0]["alert_id"])
+        body, key = (
+            (digest_message(alerts, form), digest_id_of(alerts))
+            if digest
+            else (alert_message(alerts[0], form), alerts[0]["alert_id"])
+        )
         return post_with_retries(self._session, self._url, body, key, self._sink)
 
     def _settle(self, alerts: list[dict], delivery: Delivery) -> None:
@@ -290,6 +309,11 @@ class DeliverAlertsFn(FileSinkFn):
         for alert in alerts:
             telemetry.alert_delivered(self._sink.name, "ok" if delivery.ok else "dead_letter")
             if not delivery.ok:
-                dead = DeadLetter(feed=alert["feed"], url=safe_link(alert["url"]), stage="deliver",
-                                  reason=f"sink {self._sink.name}: {delivery.reason}", at=time.time())
+                dead = DeadLetter(
+                    feed=alert["feed"],
+                    url=safe_link(alert["url"]),
+                    stage="deliver",
+                    reason=f"sink {self._sink.name}: {delivery.reason}",
+                    at=time.time(),
+                )
                 self._out.write({**dead.to_json(), "alert_id": alert["alert_id"], "sink": self._sink.name})

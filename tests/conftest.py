@@ -29,8 +29,15 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 def run_newswatch(*args: str, timeout: float = 180, **kwargs) -> subprocess.CompletedProcess:
     """The real command, as a user runs it (`newswatch ...`), in a child process."""
-    return subprocess.run([*NEWSWATCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kwargs)
+    return subprocess.run(
+        [*NEWSWATCH, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **kwargs,
+    )
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -36,15 +36,20 @@ def rss(title: str, entries: list[Entry]) -> bytes:
     """An RSS 2.0 document with the given entries, HTML bodies escaped as feeds carry them."""
     items = []
     for entry in entries:
-        parts = [f"<title>{escape(entry.title)}</title>", f"<link>{escape(entry.link)}</link>",
-                 f"<description>{escape(entry.text)}</description>"]
+        parts = [
+            f"<title>{escape(entry.title)}</title>",
+            f"<link>{escape(entry.link)}</link>",
+            f"<description>{escape(entry.text)}</description>",
+        ]
         if entry.guid or entry.link:
             parts.append(f"<guid>{escape(entry.guid or entry.link)}</guid>")
         if entry.published:
             parts.append(f"<pubDate>{format_datetime(entry.published.astimezone(UTC), usegmt=True)}</pubDate>")
         items.append("<item>" + "".join(parts) + "</item>")
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'
-            f"<link>http://127.0.0.1/</link><description>test feed</description>{''.join(items)}</channel></rss>").encode()
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{escape(title)}</title>'
+        f"<link>http://127.0.0.1/</link><description>test feed</description>{''.join(items)}</channel></rss>"
+    ).encode()
 
 
 class FeedServer:

@@ -42,6 +42,9 @@ def entry(story: tuple[str, str], link: str, hours_ago: float = 2, title: str | 
     """A feed entry carrying `story`; `wrap` adds the page furniture a republishing outlet adds."""
     headline, body = story
     if wrap:
-        body = ("<p class='caption'>Photo: Observer staff / file</p>" + body +
-                "<p>Read the original article</p><p>Share this article</p><p>Back to top</p>")
+        body = (
+            "<p class='caption'>Photo: Observer staff / file</p>"
+            + body
+            + "<p>Read the original article</p><p>Share this article</p><p>Back to top</p>"
+        )
     return Entry(title=title or headline, text=body, link=link, published=NOW - timedelta(hours=hours_ago))

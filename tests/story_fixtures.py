@@ -165,8 +165,7 @@ STORIES = (
             "thousand, and appealed to donors to close a funding gap before the rainy season.",
             "Kenyan officials showed him a new water tank and a clinic that opened last month with help from a "
             "group of Nordic aid agencies.",
-            "Guterres is due to meet the Kenyan president on Thursday before travelling to a regional summit on "
-            "food security.",
+            "Guterres is due to meet the Kenyan president on Thursday before travelling to a regional summit on food security.",
             "The visit was his first to East Africa since taking part in climate talks in the region two years ago.",
         ),
         "UN chief meets newly arrived families at Kenyan camp",
@@ -214,8 +213,7 @@ STORIES = (
             "added forty names to its list that the other said belonged to civilians, mediators said.",
             "Families who had travelled overnight to the northern border crossing were told to go home, and the "
             "buses waiting at the bridge were turned back in the afternoon.",
-            "Qatari mediators said they remained in contact with both delegations and hoped to reschedule within "
-            "a fortnight.",
+            "Qatari mediators said they remained in contact with both delegations and hoped to reschedule within a fortnight.",
             "Two hundred and twelve prisoners of war had been exchanged at the same crossing on Friday, the largest "
             "swap since the fighting began.",
             "Rights groups urged both governments not to let the dispute delay the release of the wounded.",
@@ -243,14 +241,19 @@ STORIES = (
 )
 
 SAME_DAY = (("truce-east", "truce-south"), ("aid-convoy", "aid-airdrop"), ("visit-ankara", "visit-nairobi"))
-UPDATES = (("truce-east", "truce-east-collapses"), ("aid-convoy", "aid-convoy-attacked"),
-           ("visit-ankara", "visit-ankara-ends"), ("prisoner-swap", "prisoner-swap-postponed"))
+UPDATES = (
+    ("truce-east", "truce-east-collapses"),
+    ("aid-convoy", "aid-convoy-attacked"),
+    ("visit-ankara", "visit-ankara-ends"),
+    ("prisoner-swap", "prisoner-swap-postponed"),
+)
 VARIANTS = ("original", "boilerplate", "trimmed", "first-paragraph", "retitled", "edited", "tracking")
 
 # Page furniture as outlets add it: some lines Normalise knows, some it does not (bylines, dates, rights).
 _FURNITURE_TOP = "<p>By our foreign desk staff</p><p>Updated 25 November 2026, 10:42 GMT</p><figcaption>File photo</figcaption>"
-_FURNITURE_BOTTOM = ("<p>Read the original article</p><p>Share this article</p>"
-                     "<p>© 2026 Harbour Light Media. All rights reserved.</p>")
+_FURNITURE_BOTTOM = (
+    "<p>Read the original article</p><p>Share this article</p><p>© 2026 Harbour Light Media. All rights reserved.</p>"
+)
 
 
 def by_key(key: str) -> Story:
@@ -269,14 +272,29 @@ def copies(story: Story) -> tuple[Copy, ...]:
     path = f"world/{story.key}"
     return (
         Copy(story.key, "original", story.title, body, f"https://wire.example.org/{path}"),
-        Copy(story.key, "boilerplate", story.title, _FURNITURE_TOP + body + _FURNITURE_BOTTOM,
-             f"https://herald.example.com/{path}/"),
+        Copy(
+            story.key,
+            "boilerplate",
+            story.title,
+            _FURNITURE_TOP + body + _FURNITURE_BOTTOM,
+            f"https://herald.example.com/{path}/",
+        ),
         Copy(story.key, "trimmed", story.title, body_html(story.paragraphs[:2]), f"https://brief.example.net/{story.key}"),
         # As many feeds carry a story: its first paragraph as the item's description.
-        Copy(story.key, "first-paragraph", story.title, body_html(story.paragraphs[:1]),
-             f"https://digest.example.com/item/{story.key}"),
+        Copy(
+            story.key,
+            "first-paragraph",
+            story.title,
+            body_html(story.paragraphs[:1]),
+            f"https://digest.example.com/item/{story.key}",
+        ),
         Copy(story.key, "retitled", story.retitle, body, f"https://observer.example.com/news/{story.key}-2026"),
         Copy(story.key, "edited", story.title, body.replace(old, new), f"https://daily.example.org/{path}"),
-        Copy(story.key, "tracking", story.title, body,
-             f"https://m.gazette.example.com/{path}?utm_source=rss&utm_medium=feed&fbclid=abc123"),
+        Copy(
+            story.key,
+            "tracking",
+            story.title,
+            body,
+            f"https://m.gazette.example.com/{path}?utm_source=rss&utm_medium=feed&fbclid=abc123",
+        ),
     )

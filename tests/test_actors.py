@@ -19,34 +19,40 @@ def actors_in(text: str, published: float = IN_2026) -> list[str]:
     return [mention.actor for mention in match_actors(text, WATCHLIST, published=published)]
 
 
-@pytest.mark.parametrize("text, actor", [
-    ("Talks with Путиным ended late", "Vladimir Putin"),
-    ("Заява Путіна про переговори", "Vladimir Putin"),
-    ("rozmowa z Putinem w Moskwie", "Vladimir Putin"),
-    ("встреча с Лавровым в Анкаре", "Sergei Lavrov"),
-    ("візит Зеленського до Варшави", "Volodymyr Zelensky"),
-    ("spotkanie z Zełenskim w Kijowie", "Volodymyr Zelensky"),
-    ("визит Зеленского в Анкару", "Volodymyr Zelensky"),
-    ("PRESIDENT ZELENSKYY", "Volodymyr Zelensky"),
-    ("António Guterres", "Antonio Guterres"),
-    ("ANTONIO GUTERRES", "Antonio Guterres"),
-    ("Генсек ООН Антониу Гутерриш", "Antonio Guterres"),
-    ("Ławrow przyleciał", "Sergei Lavrov"),
-])
+@pytest.mark.parametrize(
+    "text, actor",
+    [
+        ("Talks with Путиным ended late", "Vladimir Putin"),
+        ("Заява Путіна про переговори", "Vladimir Putin"),
+        ("rozmowa z Putinem w Moskwie", "Vladimir Putin"),
+        ("встреча с Лавровым в Анкаре", "Sergei Lavrov"),
+        ("візит Зеленського до Варшави", "Volodymyr Zelensky"),
+        ("spotkanie z Zełenskim w Kijowie", "Volodymyr Zelensky"),
+        ("визит Зеленского в Анкару", "Volodymyr Zelensky"),
+        ("PRESIDENT ZELENSKYY", "Volodymyr Zelensky"),
+        ("António Guterres", "Antonio Guterres"),
+        ("ANTONIO GUTERRES", "Antonio Guterres"),
+        ("Генсек ООН Антониу Гутерриш", "Antonio Guterres"),
+        ("Ławrow przyleciał", "Sergei Lavrov"),
+    ],
+)
 def test_inflected_and_differently_written_names_match(text, actor):
     assert actors_in(text) == [actor]
 
 
-@pytest.mark.parametrize("text", [
-    "Olena Zelenska visited a school",        # the president's wife
-    "Олена Зеленська відвідала школу",
-    "Елена Зеленская посетила школу",
-    "Ołena Zełenska odwiedziła szkołę",
-    "spotkanie z Ołeną Zełenską",
-    "Putinism as an ideology",               # a longer word that starts with an alias
-    "Guterresian optimism",
-    "Lavrovsky Prospekt",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Olena Zelenska visited a school",  # the president's wife
+        "Олена Зеленська відвідала школу",
+        "Елена Зеленская посетила школу",
+        "Ołena Zełenska odwiedziła szkołę",
+        "spotkanie z Ołeną Zełenską",
+        "Putinism as an ideology",  # a longer word that starts with an alias
+        "Guterresian optimism",
+        "Lavrovsky Prospekt",
+    ],
+)
 def test_look_alike_names_and_longer_words_do_not_match(text):
     assert actors_in(text) == []
 
@@ -58,38 +64,44 @@ def test_evidence_gives_alias_span_and_offsets_in_the_original_text():
         ("Volodymyr Zelensky", "Wołodymyr Zełenski", "Wołodymyr Zełenski", "title"),
         ("Sergei Lavrov", "Sergei Lavrov", "Sergei  Lavrov", "title"),  # any run of spaces between the words
     ]
-    assert all(text[m.start:m.end] == m.span for m in mentions)
+    assert all(text[m.start : m.end] == m.span for m in mentions)
 
 
 def test_offsets_survive_folding_that_changes_length():
     text = "ﬁrst the Straße, then Путина"  # the ligature and ß fold to two letters each
     [mention] = match_actors(text, WATCHLIST, published=IN_2026)
-    assert text[mention.start:mention.end] == "Путина" == mention.span
+    assert text[mention.start : mention.end] == "Путина" == mention.span
 
 
-@pytest.mark.parametrize("text, published, actors", [
-    ("The UN chief said aid must reach Gaza.", IN_2026, ["Antonio Guterres"]),
-    ("The UN chief said aid must reach Gaza.", IN_2010, []),  # before 2017 the role was someone else's
-    ("the UN Secretary-General's envoy", IN_2026, ["Antonio Guterres"]),
-    ("Генсек ООН призвал к перемирию", IN_2026, ["Antonio Guterres"]),
-    ("the Russian President said on Monday", IN_2005, ["Vladimir Putin"]),
-    ("the Russian President said on Monday", IN_2010, []),  # Medvedev's term, between Putin's two
-    ("the Russian President said on Monday", IN_2026, ["Vladimir Putin"]),
-    ("UN Chief Urges Ceasefire In Gaza", IN_2026, ["Antonio Guterres"]),  # a Title-Cased headline
-])
+@pytest.mark.parametrize(
+    "text, published, actors",
+    [
+        ("The UN chief said aid must reach Gaza.", IN_2026, ["Antonio Guterres"]),
+        ("The UN chief said aid must reach Gaza.", IN_2010, []),  # before 2017 the role was someone else's
+        ("the UN Secretary-General's envoy", IN_2026, ["Antonio Guterres"]),
+        ("Генсек ООН призвал к перемирию", IN_2026, ["Antonio Guterres"]),
+        ("the Russian President said on Monday", IN_2005, ["Vladimir Putin"]),
+        ("the Russian President said on Monday", IN_2010, []),  # Medvedev's term, between Putin's two
+        ("the Russian President said on Monday", IN_2026, ["Vladimir Putin"]),
+        ("UN Chief Urges Ceasefire In Gaza", IN_2026, ["Antonio Guterres"]),  # a Title-Cased headline
+    ],
+)
 def test_role_aliases_count_only_within_their_dates(text, published, actors):
     assert actors_in(text, published) == actors
 
 
-@pytest.mark.parametrize("text", [
-    "Deputy UN Secretary-General Amina Mohammed opened the session",
-    "the UN Under-Secretary-General for Humanitarian Affairs",
-    "the former UN chief spoke",
-    "an ex-UN chief spoke",
-    "заместитель генсека ООН выступил",
-    "former UN chief Ban Ki-moon wrote",
-    "the Russian President Dmitry Medvedev said",   # followed by another person's name
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Deputy UN Secretary-General Amina Mohammed opened the session",
+        "the UN Under-Secretary-General for Humanitarian Affairs",
+        "the former UN chief spoke",
+        "an ex-UN chief spoke",
+        "заместитель генсека ООН выступил",
+        "former UN chief Ban Ki-moon wrote",
+        "the Russian President Dmitry Medvedev said",  # followed by another person's name
+    ],
+)
 def test_roles_inside_longer_titles_or_before_another_name_do_not_count(text):
     assert actors_in(text) == []
 
@@ -100,10 +112,12 @@ def test_a_role_before_the_actors_own_name_is_found_by_the_name_once():
 
 
 def test_a_role_alias_names_whoever_held_it_at_the_time():
-    watchlist = Watchlist(actors=(
-        Actor("Ban Ki-moon", ("Ban Ki-moon",), (RoleAlias("UN Secretary-General", None, datetime(2016, 12, 31).date()),)),
-        Actor("Antonio Guterres", ("Guterres",), (RoleAlias("UN Secretary-General", datetime(2017, 1, 1).date()),)),
-    ))
+    watchlist = Watchlist(
+        actors=(
+            Actor("Ban Ki-moon", ("Ban Ki-moon",), (RoleAlias("UN Secretary-General", None, datetime(2016, 12, 31).date()),)),
+            Actor("Antonio Guterres", ("Guterres",), (RoleAlias("UN Secretary-General", datetime(2017, 1, 1).date()),)),
+        )
+    )
     text = "The UN Secretary-General visited the camp."
     assert [m.actor for m in match_actors(text, watchlist, published=IN_2010)] == ["Ban Ki-moon"]
     assert [m.actor for m in match_actors(text, watchlist, published=IN_2026)] == ["Antonio Guterres"]

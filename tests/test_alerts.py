@@ -10,13 +10,28 @@ from pipelines.config import AlertRules
 from pipelines.records import Annotated, Item, Mention, Source, iso_utc
 from pipelines.store import StateStore
 
-ITEM = Item(feed="wire", url="https://wire.example.org/a", guid="", title="Lavrov in Riyadh", text="Talks on a truce.",
-            published=1_795_597_200.0, published_estimated=False, fetched_at=1_795_600_000.0, identity_key="i1",
-            fingerprint="f1", story_id="s-1", sources=(Source("wire", "https://wire.example.org/a"),))
+ITEM = Item(
+    feed="wire",
+    url="https://wire.example.org/a",
+    guid="",
+    title="Lavrov in Riyadh",
+    text="Talks on a truce.",
+    published=1_795_597_200.0,
+    published_estimated=False,
+    fetched_at=1_795_600_000.0,
+    identity_key="i1",
+    fingerprint="f1",
+    story_id="s-1",
+    sources=(Source("wire", "https://wire.example.org/a"),),
+)
 LAVROV = Mention(actor="Sergei Lavrov", alias="Lavrov", span="Lavrov", start=0, end=6, field="title")
-ANNOTATED = Annotated(item=ITEM, topics=("ceasefire", "diplomatic_visit"),
-                      scores={"ceasefire": 0.91, "humanitarian_aid": 0.02, "diplomatic_visit": 0.62},
-                      terms={"ceasefire": ["truce"], "diplomatic_visit": ["in riyadh"]}, mentions=(LAVROV,))
+ANNOTATED = Annotated(
+    item=ITEM,
+    topics=("ceasefire", "diplomatic_visit"),
+    scores={"ceasefire": 0.91, "humanitarian_aid": 0.02, "diplomatic_visit": 0.62},
+    terms={"ceasefire": ["truce"], "diplomatic_visit": ["in riyadh"]},
+    mentions=(LAVROV,),
+)
 
 
 def test_alert_carries_the_contract_fields_and_evidence():
@@ -52,6 +67,7 @@ def test_an_alert_key_raises_again_only_for_a_copy_published_a_window_later(tmp_
     alert = build_alert(ANNOTATED, AlertRules())
     day, written = 24 * 3600.0, []
     with closing(StateStore(tmp_path / "state")) as store:
+
         def raise_at(hours: float):
             published = ITEM.published + hours * 3600
             raised = store.raise_alert({**alert, "published": iso_utc(published)}, written.append, published, day, ("desk",))

@@ -24,9 +24,13 @@ def test_annotate_agrees_with_the_pipeline(tmp_path):
 
 def test_annotate_needs_no_webhook_secret(tmp_path):
     watchlist = tmp_path / "w.yaml"
-    watchlist.write_text("actors:\n  - {name: Sergei Lavrov, aliases: [Lavrov]}\n"
-                         "alerts:\n  sinks:\n    - {type: webhook, name: desk, url_env: NEWSWATCH_TEST_UNSET_HOOK}\n")
-    result = run_newswatch("annotate", "--watchlist", str(watchlist), input='{"id": "1", "title": "Lavrov in Riyadh", "text": ""}\n')
+    watchlist.write_text(
+        "actors:\n  - {name: Sergei Lavrov, aliases: [Lavrov]}\n"
+        "alerts:\n  sinks:\n    - {type: webhook, name: desk, url_env: NEWSWATCH_TEST_UNSET_HOOK}\n"
+    )
+    result = run_newswatch(
+        "annotate", "--watchlist", str(watchlist), input='{"id": "1", "title": "Lavrov in Riyadh", "text": ""}\n'
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["actors"] == ["Sergei Lavrov"]
     assert run_newswatch("run", "--watchlist", str(watchlist), "--out", str(tmp_path / "out")).returncode == 2

@@ -20,23 +20,42 @@ ITEM_FIELDS = {"story_id", "title", "url", "feed", "published", "topics", "score
 
 def serve_world(server) -> None:
     """A wire feed, an outlet that republishes one wire story under its own headline, and two broken feeds."""
-    server.serve("/wire.xml", rss("Wire", [
-        entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh"),
-        entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
-    ]))
-    server.serve("/outlet.xml", rss("Outlet", [
-        entry(CEASEFIRE_TALKS, "https://outlet.example.com/world/riyadh-talks?utm_source=rss&utm_medium=feed",
-              hours_ago=1, title="Russia's top diplomat in Saudi capital as truce plan is discussed", wrap=True),
-        entry(AID_CONVOY, "https://outlet.example.com/world/darfur-convoy"),
-        entry(RAIL_TENDER, "https://outlet.example.com/business/rail"),
-    ]))
+    server.serve(
+        "/wire.xml",
+        rss(
+            "Wire",
+            [
+                entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh"),
+                entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
+            ],
+        ),
+    )
+    server.serve(
+        "/outlet.xml",
+        rss(
+            "Outlet",
+            [
+                entry(
+                    CEASEFIRE_TALKS,
+                    "https://outlet.example.com/world/riyadh-talks?utm_source=rss&utm_medium=feed",
+                    hours_ago=1,
+                    title="Russia's top diplomat in Saudi capital as truce plan is discussed",
+                    wrap=True,
+                ),
+                entry(AID_CONVOY, "https://outlet.example.com/world/darfur-convoy"),
+                entry(RAIL_TENDER, "https://outlet.example.com/business/rail"),
+            ],
+        ),
+    )
     server.serve("/gone.xml", b"not here", status=404)
     server.serve("/page.xml", b"<html><body><h1>Welcome to our homepage</h1></body></html>", **{"Content-Type": "text/html"})
 
 
 def feeds_config(tmp_path: Path, server, interval: float = 60, names=("wire", "outlet", "gone", "page")) -> Path:
-    return write_yaml(tmp_path / "feeds.yaml", {"feeds": [
-        {"name": name, "url": server.url(f"/{name}.xml"), "interval": interval} for name in names]})
+    return write_yaml(
+        tmp_path / "feeds.yaml",
+        {"feeds": [{"name": name, "url": server.url(f"/{name}.xml"), "interval": interval} for name in names]},
+    )
 
 
 def check_invariant(summary: dict) -> None:
@@ -100,8 +119,13 @@ def test_batch_rerun_with_state_dir_raises_nothing_twice(tmp_path, feed_server):
 
 
 def start_stream(tmp_path, feeds: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--mode", "stream",
-                             "--tick", "0.25", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--mode", "stream", "--tick", "0.25", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_stream_alerts_on_a_new_item_within_the_poll_interval(tmp_path, feed_server):
@@ -114,10 +138,16 @@ def test_stream_alerts_on_a_new_item_within_the_poll_interval(tmp_path, feed_ser
         # The pipeline is up once it has written the first item.
         assert wait_for(lambda: read_lines(out / "items.jsonl"), 20), "stream run wrote no item"
         assert read_lines(out / "alerts.jsonl") == []
-        feed_server.serve("/wire.xml", rss("Wire", [
-            entry(NEW_TRUCE, "https://wire.example.org/easter-truce", hours_ago=0),
-            entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
-        ]))
+        feed_server.serve(
+            "/wire.xml",
+            rss(
+                "Wire",
+                [
+                    entry(NEW_TRUCE, "https://wire.example.org/easter-truce", hours_ago=0),
+                    entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
+                ],
+            ),
+        )
         changed_at = time.time()
         alerts = wait_for(lambda: read_lines(out / "alerts.jsonl"), interval + 2)
         latency = time.time() - changed_at
@@ -150,10 +180,27 @@ def test_stream_restart_with_state_dir_and_sigterm(tmp_path, feed_server):
     assert len({a["alert_id"] for a in alerts}) == 2
     # The republished copy arrived after the first copy's alert, so it was added to the stored alert.
     updates = read_lines(out / "alert_updates.jsonl")
-    assert any(len(u["sources"]) == 2 for u in updates) or any(len(a["sources"]) == 2 for a in alerts), (updates, alerts, stderr[-3000:])
+    assert any(len(u["sources"]) == 2 for u in updates) or any(len(a["sources"]) == 2 for a in alerts), (
+        updates,
+        alerts,
+        stderr[-3000:],
+    )
 
-    result = run_newswatch("run", "--feeds", str(feeds), "--out", str(out), "--state-dir", str(state),
-                           "--mode", "stream", "--duration", "4", "--tick", "0.25")
+    result = run_newswatch(
+        "run",
+        "--feeds",
+        str(feeds),
+        "--out",
+        str(out),
+        "--state-dir",
+        str(state),
+        "--mode",
+        "stream",
+        "--duration",
+        "4",
+        "--tick",
+        "0.25",
+    )
     assert result.returncode == 0, result.stderr
     assert read_lines(out / "alerts.jsonl") == alerts
     summary = json.loads((out / "summary.json").read_text())
@@ -161,12 +208,15 @@ def test_stream_restart_with_state_dir_and_sigterm(tmp_path, feed_server):
     check_invariant(summary)
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a", "intervl": 5}]}, "unknown key(s) ['intervl']"),
-    ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a"}, {"name": "a", "url": "http://127.0.0.1/b"}]}, "duplicate name"),
-    ({"feeds": [{"name": "a", "url": "ftp://example.org/a"}]}, "scheme 'ftp' is not allowed"),
-    ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a", "interval": "often"}]}, "`interval` must be a number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a", "intervl": 5}]}, "unknown key(s) ['intervl']"),
+        ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a"}, {"name": "a", "url": "http://127.0.0.1/b"}]}, "duplicate name"),
+        ({"feeds": [{"name": "a", "url": "ftp://example.org/a"}]}, "scheme 'ftp' is not allowed"),
+        ({"feeds": [{"name": "a", "url": "http://127.0.0.1/a", "interval": "often"}]}, "`interval` must be a number"),
+    ],
+)
 def test_bad_feeds_config_is_one_line_naming_file_and_fix(tmp_path, content, message):
     feeds = write_yaml(tmp_path / "feeds.yaml", content)
     result = run_newswatch("run", "--feeds", str(feeds), "--out", str(tmp_path / "out"))

@@ -87,25 +87,38 @@ def test_jitter_only_ever_delays(spread):
     assert 100 <= ok < 110 and 100 <= failed < 110
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("120", 120.0), (" 5 ", 5.0), (NOW_HTTP, 0.0), ("Fri, 15 Jan 2027 08:02:00 GMT", 120.0),
-    ("Thu, 14 Jan 2027 08:00:00 GMT", 0.0), ("soon", None), ("-5", None), ("", None), (None, None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        (NOW_HTTP, 0.0),
+        ("Fri, 15 Jan 2027 08:02:00 GMT", 120.0),
+        ("Thu, 14 Jan 2027 08:00:00 GMT", 0.0),
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_retry_after_as_seconds_or_date(value, expected):
     assert retry_after_s(value, NOW) == expected
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"Cache-Control": "public, max-age=600"}, 600.0),
-    ({"Cache-Control": 'max-age="90"', "Expires": "Fri, 15 Jan 2027 09:00:00 GMT"}, 90.0),  # max-age wins
-    ({"Cache-Control": "no-cache"}, 0.0),
-    ({"Expires": "Fri, 15 Jan 2027 08:10:00 GMT"}, 600.0),
-    # Expires is read against the server's Date, so a server clock an hour ahead changes nothing.
-    ({"Expires": "Fri, 15 Jan 2027 09:10:00 GMT", "Date": "Fri, 15 Jan 2027 09:00:00 GMT"}, 600.0),
-    ({"Expires": "0"}, 0.0),
-    ({"Expires": "Thu, 14 Jan 2027 08:00:00 GMT"}, 0.0),
-    ({}, 0.0),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"Cache-Control": "public, max-age=600"}, 600.0),
+        ({"Cache-Control": 'max-age="90"', "Expires": "Fri, 15 Jan 2027 09:00:00 GMT"}, 90.0),  # max-age wins
+        ({"Cache-Control": "no-cache"}, 0.0),
+        ({"Expires": "Fri, 15 Jan 2027 08:10:00 GMT"}, 600.0),
+        # Expires is read against the server's Date, so a server clock an hour ahead changes nothing.
+        ({"Expires": "Fri, 15 Jan 2027 09:10:00 GMT", "Date": "Fri, 15 Jan 2027 09:00:00 GMT"}, 600.0),
+        ({"Expires": "0"}, 0.0),
+        ({"Expires": "Thu, 14 Jan 2027 08:00:00 GMT"}, 0.0),
+        ({}, 0.0),
+    ],
+)
 def test_freshness_from_cache_control_or_expires(headers, expected):
     assert cache_interval_s(CaseInsensitiveDict(headers), NOW) == expected
 
@@ -119,13 +132,16 @@ def test_a_429_or_503_with_retry_after_holds_the_whole_host():
     assert host_hold_s(None, None, backoff=60) == 0
 
 
-@pytest.mark.parametrize("url, key", [
-    ("https://News.Example.org/rss", "news.example.org"),
-    ("https://news.example.org:443/rss", "news.example.org"),
-    ("http://news.example.org:8080/rss", "news.example.org:8080"),
-    ("http://127.0.0.1:5000/a.xml", "127.0.0.1:5000"),
-    ("/srv/feeds/local.xml", ""),
-])
+@pytest.mark.parametrize(
+    "url, key",
+    [
+        ("https://News.Example.org/rss", "news.example.org"),
+        ("https://news.example.org:443/rss", "news.example.org"),
+        ("http://news.example.org:8080/rss", "news.example.org:8080"),
+        ("http://127.0.0.1:5000/a.xml", "127.0.0.1:5000"),
+        ("/srv/feeds/local.xml", ""),
+    ],
+)
 def test_host_key_is_the_politeness_unit(url, key):
     assert host_key(Feed("f", url, 60)) == key
 
@@ -280,8 +296,11 @@ def test_a_body_that_trickles_past_the_deadline_is_cut_off():
 
 
 def test_fetch_feeds_batch_emits_parsed_responses_and_one_dead_letter_per_failure(feed_server):
-    feed_server.serve("/wire.xml", gzip.compress(rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/a")])),
-                      **{"Content-Encoding": "gzip"})
+    feed_server.serve(
+        "/wire.xml",
+        gzip.compress(rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/a")])),
+        **{"Content-Encoding": "gzip"},
+    )
     feed_server.serve("/gone.xml", b"gone", status=404)
     feed_server.serve("/page.xml", b"<html><body>Welcome</body></html>", **{"Content-Type": "text/html"})
     feeds = tuple(Feed(name, feed_server.url(f"/{name}.xml"), 60) for name in ("wire", "gone", "page"))
@@ -291,8 +310,11 @@ def test_fetch_feeds_batch_emits_parsed_responses_and_one_dead_letter_per_failur
         titles = fetched.responses | beam.FlatMap(lambda r: [(r.feed, e["title"]) for e in r.entries])
         dead = fetched.dead_letter | beam.Map(lambda d: (d.feed, d.stage, d.reason.split(":")[0]))
         assert_that(titles, equal_to([("wire", CEASEFIRE_TALKS[0])]), label="entries")
-        assert_that(dead, equal_to([("gone", "fetch", "HTTP 404 Not Found"), ("page", "parse", "not a readable feed")]),
-                    label="dead letters")
+        assert_that(
+            dead,
+            equal_to([("gone", "fetch", "HTTP 404 Not Found"), ("page", "parse", "not a readable feed")]),
+            label="dead letters",
+        )
     assert "gzip" in feed_server.requests_for("/wire.xml")[0][1]["Accept-Encoding"]
 
 
@@ -338,12 +360,15 @@ def mid_body_server():
     server.server_close()
 
 
-@pytest.mark.parametrize("path, outcome, words", [
-    ("/stall", "timeout", "ReadTimeoutError"),
-    ("/trickle", "timeout", "deadline of 2 s"),
-    ("/short", "connection_error", "ProtocolError"),
-    ("/bad-gzip", "connection_error", "could not be decompressed"),
-])
+@pytest.mark.parametrize(
+    "path, outcome, words",
+    [
+        ("/stall", "timeout", "ReadTimeoutError"),
+        ("/trickle", "timeout", "deadline of 2 s"),
+        ("/short", "connection_error", "ProtocolError"),
+        ("/bad-gzip", "connection_error", "could not be decompressed"),
+    ],
+)
 def test_a_body_that_goes_wrong_halfway_is_one_clear_failure(mid_body_server, path, outcome, words):
     settings = FetchSettings(read_timeout_s=1.0, response_deadline_s=2.0)
     started = time.monotonic()

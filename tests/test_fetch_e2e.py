@@ -47,17 +47,34 @@ def feeds_file(tmp_path: Path, urls: dict[str, str], interval: float = 60) -> Pa
 
 def run(tmp_path: Path, urls: dict[str, str], *extra: str, interval: float = 60, timeout: float = 120):
     out = tmp_path / "out"
-    result = run_newswatch("run", "--feeds", str(feeds_file(tmp_path, urls, interval)), "--out", str(out), *extra,
-                           timeout=timeout)
+    result = run_newswatch(
+        "run", "--feeds", str(feeds_file(tmp_path, urls, interval)), "--out", str(out), *extra, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr
     return result, out
 
 
 def start_stream(tmp_path: Path, urls: dict[str, str], *extra: str, interval: float = 1) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "out"
-    process = subprocess.Popen([*NEWSWATCH, "run", "--feeds", str(feeds_file(tmp_path, urls, interval)), "--out", str(out),
-                                "--mode", "stream", "--tick", "0.25", *extra],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            *NEWSWATCH,
+            "run",
+            "--feeds",
+            str(feeds_file(tmp_path, urls, interval)),
+            "--out",
+            str(out),
+            "--mode",
+            "stream",
+            "--tick",
+            "0.25",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return process, out
 
 
@@ -98,7 +115,11 @@ def every_output(out: Path, *streams: str) -> str:
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
     """The metrics a Prometheus server would scrape, as {(sample name, sorted labels): value}."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 # --- batch: a mix of good and broken feeds --------------------------------------------------
@@ -107,10 +128,15 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 def serve_mix(server: FeedServer, other: FeedServer) -> dict[str, str]:
     """Three good feeds (one gzip-encoded, one in a wrongly declared charset), two hostile but
     readable ones, and a broken feed of every kind; returns {feed name: url}."""
-    server.serve("/wire.xml", gzip.compress(rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh")])),
-                 **{"Content-Encoding": "gzip"})
+    server.serve(
+        "/wire.xml",
+        gzip.compress(rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh")])),
+        **{"Content-Encoding": "gzip"},
+    )
     server.serve("/outlet.xml", rss("Outlet", [entry(AID_CONVOY, "https://outlet.example.com/darfur-convoy")]))
-    server.serve("/vestnik.xml", (FIXTURES / "wrong-charset.xml").read_bytes(), **{"Content-Type": "application/rss+xml; charset=utf-8"})
+    server.serve(
+        "/vestnik.xml", (FIXTURES / "wrong-charset.xml").read_bytes(), **{"Content-Type": "application/rss+xml; charset=utf-8"}
+    )
     server.serve("/bomb-xml.xml", (FIXTURES / "entity-bomb.xml").read_bytes())
     server.serve("/gone.xml", b"not here", status=404)
     server.serve("/broken.xml", b"oops", status=500)
@@ -122,11 +148,18 @@ def serve_mix(server: FeedServer, other: FeedServer) -> dict[str, str]:
     server.serve("/page.xml", b"<html><body><h1>Welcome to our homepage</h1></body></html>", **{"Content-Type": "text/html"})
     other.serve("/limited.xml", b"slow down", status=429, **{"Retry-After": "120"})
     other.serve("/sibling.xml", rss("Sibling", [entry(DOMESTIC_DECREE, "https://other.example.org/decree")]))
-    urls = {name: server.url(f"/{name}.xml") for name in
-            ("wire", "outlet", "vestnik", "bomb-xml", "gone", "broken", "hang", "huge", "gzip-bomb", "page")}
-    return {**urls, "loop": server.url("/loop-a.xml"), "tls": server.url("/wire.xml").replace("http://", "https://"),
-            "refused": f"http://127.0.0.1:{closed_port()}/feed.xml",
-            "limited": other.url("/limited.xml"), "sibling": other.url("/sibling.xml")}
+    urls = {
+        name: server.url(f"/{name}.xml")
+        for name in ("wire", "outlet", "vestnik", "bomb-xml", "gone", "broken", "hang", "huge", "gzip-bomb", "page")
+    }
+    return {
+        **urls,
+        "loop": server.url("/loop-a.xml"),
+        "tls": server.url("/wire.xml").replace("http://", "https://"),
+        "refused": f"http://127.0.0.1:{closed_port()}/feed.xml",
+        "limited": other.url("/limited.xml"),
+        "sibling": other.url("/sibling.xml"),
+    }
 
 
 BROKEN = {  # feed: (stage, words its one dead letter gives as the reason)
@@ -147,8 +180,22 @@ BROKEN = {  # feed: (stage, words its one dead letter gives as the reason)
 def test_batch_over_good_and_broken_feeds_finishes_within_its_timeouts_with_alerts_intact(tmp_path, feed_server, second_server):
     urls = serve_mix(feed_server, second_server)
     started = time.monotonic()
-    result, out = run(tmp_path, urls, "--connect-timeout", "1", "--read-timeout", "1", "--response-deadline", "3",
-                      "--max-response-bytes", "1000000", "--max-redirects", "3", "--host-spacing", "0.05")
+    result, out = run(
+        tmp_path,
+        urls,
+        "--connect-timeout",
+        "1",
+        "--read-timeout",
+        "1",
+        "--response-deadline",
+        "3",
+        "--max-response-bytes",
+        "1000000",
+        "--max-redirects",
+        "3",
+        "--host-spacing",
+        "0.05",
+    )
     # One hang (1 s read timeout), the rest fail fast: far below the hang's 30 s.
     assert time.monotonic() - started < 25
 
@@ -186,8 +233,14 @@ def test_external_entities_never_reach_any_output(tmp_path, feed_server):
 
 def test_entries_without_link_guid_or_date_get_a_stable_identity_and_the_cap_counts_the_rest(tmp_path, feed_server):
     feed_server.serve("/sparse.xml", (FIXTURES / "missing-fields.xml").read_bytes())
-    busy = [Entry(f"Harbour notice {n}", f"<p>Notice number {n} about berth {n * 7} and its tides.</p>",
-                  f"https://harbour.example.org/notice/{n}") for n in range(30)]
+    busy = [
+        Entry(
+            f"Harbour notice {n}",
+            f"<p>Notice number {n} about berth {n * 7} and its tides.</p>",
+            f"https://harbour.example.org/notice/{n}",
+        )
+        for n in range(30)
+    ]
     feed_server.serve("/busy.xml", rss("Busy", busy))
     urls = {"sparse": feed_server.url("/sparse.xml"), "busy": feed_server.url("/busy.xml")}
     args = ("--state-dir", str(tmp_path / "state"), "--max-entries", "10", "--host-spacing", "0")
@@ -209,13 +262,17 @@ def test_entries_without_link_guid_or_date_get_a_stable_identity_and_the_cap_cou
 
 
 @pytest.mark.parametrize("spacing, delay", [(0.5, 0.0), (0.1, 0.4)])
-def test_batch_spaces_requests_to_a_host_one_at_a_time_and_polls_hosts_side_by_side(tmp_path, feed_server, second_server,
-                                                                                    spacing, delay):
+def test_batch_spaces_requests_to_a_host_one_at_a_time_and_polls_hosts_side_by_side(
+    tmp_path, feed_server, second_server, spacing, delay
+):
     urls = {}
     for host, server in (("a", feed_server), ("b", second_server)):
         for n in range(3):
-            server.routes[f"/{n}.xml"] = Route(body=rss(host, [entry(AID_CONVOY, f"https://{host}.example.org/{n}")]), delay_s=delay,
-                                               headers={"Content-Type": "application/rss+xml"})
+            server.routes[f"/{n}.xml"] = Route(
+                body=rss(host, [entry(AID_CONVOY, f"https://{host}.example.org/{n}")]),
+                delay_s=delay,
+                headers={"Content-Type": "application/rss+xml"},
+            )
             urls[f"{host}{n}"] = server.url(f"/{n}.xml")
     run(tmp_path, urls, "--host-spacing", str(spacing))
     least = max(spacing, delay)  # spacing apart; and the next request only after the last answer
@@ -231,12 +288,27 @@ def test_batch_spaces_requests_to_a_host_one_at_a_time_and_polls_hosts_side_by_s
 
 def test_stream_sends_conditional_requests_from_the_second_poll_and_does_not_parse_a_304(tmp_path, feed_server):
     modified = "Tue, 24 Nov 2026 08:00:00 GMT"
-    feed_server.serve("/wire.xml", rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/a"),
-                                                entry(AID_CONVOY, "https://wire.example.org/b")]),
-                      ETag='"v1"', **{"Last-Modified": modified})
-    result = run_newswatch("run", "--feeds", str(feeds_file(tmp_path, {"wire": feed_server.url("/wire.xml")}, 1)),
-                           "--out", str(tmp_path / "out"), "--mode", "stream", "--duration", "6", "--tick", "0.25",
-                           "--host-spacing", "0")
+    feed_server.serve(
+        "/wire.xml",
+        rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/a"), entry(AID_CONVOY, "https://wire.example.org/b")]),
+        ETag='"v1"',
+        **{"Last-Modified": modified},
+    )
+    result = run_newswatch(
+        "run",
+        "--feeds",
+        str(feeds_file(tmp_path, {"wire": feed_server.url("/wire.xml")}, 1)),
+        "--out",
+        str(tmp_path / "out"),
+        "--mode",
+        "stream",
+        "--duration",
+        "6",
+        "--tick",
+        "0.25",
+        "--host-spacing",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
     headers = [h for _, h, _ in feed_server.requests_for("/wire.xml")]
     assert len(headers) >= 3
@@ -251,8 +323,14 @@ def test_stream_sends_conditional_requests_from_the_second_poll_and_does_not_par
 def test_stream_retry_after_holds_every_feed_of_that_host(tmp_path, feed_server):
     feed_server.serve("/limited.xml", b"slow down", status=429, **{"Retry-After": "3"})
     feed_server.serve("/sibling.xml", rss("Sibling", [entry(DOMESTIC_DECREE, "https://sibling.example.org/decree")]))
-    process, out = start_stream(tmp_path, {"limited": feed_server.url("/limited.xml"), "sibling": feed_server.url("/sibling.xml")},
-                                "--duration", "9", "--host-spacing", "0")
+    process, out = start_stream(
+        tmp_path,
+        {"limited": feed_server.url("/limited.xml"), "sibling": feed_server.url("/sibling.xml")},
+        "--duration",
+        "9",
+        "--host-spacing",
+        "0",
+    )
     finish(process)
     limited = arrivals(feed_server, "/limited.xml")
     assert len(limited) >= 2 and min(gaps(limited)) >= 3 - 0.05
@@ -266,8 +344,9 @@ def test_stream_retry_after_holds_every_feed_of_that_host(tmp_path, feed_server)
 def test_stream_failing_feed_backs_off_is_never_disabled_and_recovers(tmp_path, feed_server):
     feed_server.serve("/flaky.xml", b"down for maintenance", status=500)
     port = closed_port()
-    process, out = start_stream(tmp_path, {"flaky": feed_server.url("/flaky.xml")}, "--duration", "22",
-                                "--max-backoff", "4", "--metrics-port", str(port))
+    process, out = start_stream(
+        tmp_path, {"flaky": feed_server.url("/flaky.xml")}, "--duration", "22", "--max-backoff", "4", "--metrics-port", str(port)
+    )
     try:
         assert wait_for(lambda: len(arrivals(feed_server)) >= 4, 18), "the failing feed stopped being polled"
         failures = len(arrivals(feed_server))
@@ -292,8 +371,16 @@ def test_stream_failing_feed_backs_off_is_never_disabled_and_recovers(tmp_path, 
 def test_stream_a_hanging_host_does_not_hold_up_the_other_hosts(tmp_path, feed_server, second_server):
     feed_server.serve("/wire.xml", rss("Wire", [entry(AID_CONVOY, "https://wire.example.org/convoy")]))
     second_server.routes["/hang.xml"] = Route(body=rss("Slow", []), delay_s=30)
-    process, out = start_stream(tmp_path, {"wire": feed_server.url("/wire.xml"), "hang": second_server.url("/hang.xml")},
-                                "--duration", "10", "--read-timeout", "6", "--host-spacing", "0")
+    process, out = start_stream(
+        tmp_path,
+        {"wire": feed_server.url("/wire.xml"), "hang": second_server.url("/hang.xml")},
+        "--duration",
+        "10",
+        "--read-timeout",
+        "6",
+        "--host-spacing",
+        "0",
+    )
     finish(process)
     # The hanging request takes 6 s to time out; meanwhile the other host is polled every second or so.
     wire = arrivals(feed_server, "/wire.xml")

@@ -44,7 +44,9 @@ def reset_mid_body_server() -> tuple[socket.socket, int]:
             except OSError:
                 return
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 100000\r\n\r\n<rss><channel><item><title>Cut")
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 100000\r\n\r\n<rss><channel><item><title>Cut"
+            )
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             conn.close()
 
@@ -57,8 +59,11 @@ def hostile_routes(server, secret_path) -> None:
     server.serve("/wire.xml", good_wire)
     server.serve("/outlet.xml", rss("Outlet", [entry(AID_CONVOY, "https://outlet.example.com/darfur-convoy")]))
     server.serve("/truncated.xml", good_wire[: len(good_wire) * 2 // 3])
-    server.serve("/malformed.xml", b'<?xml version="1.0"?><rss version="2.0"><channel><title>M</title>'
-                 b"<item><title>Unclosed <b>tag</title><description>Text & more</item></channel>")
+    server.serve(
+        "/malformed.xml",
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>M</title>'
+        b"<item><title>Unclosed <b>tag</title><description>Text & more</item></channel>",
+    )
     server.serve("/empty.xml", b"")
     server.serve("/noise.xml", bytes(range(256)) * 64)
     server.serve("/page.xml", b"<!doctype html><html><body><p>Home</p></body></html>", **{"Content-Type": "text/html"})
@@ -67,27 +72,58 @@ def hostile_routes(server, secret_path) -> None:
     server.routes["/loop-a.xml"] = Route(status=302, headers={"Location": "/loop-b.xml"})
     server.routes["/loop-b.xml"] = Route(status=302, headers={"Location": "/loop-a.xml"})
     server.serve("/gzip-bomb.xml", gzip.compress(b"<rss>" + b" " * 60_000_000), **{"Content-Encoding": "gzip"})
-    server.serve("/xxe.xml", (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY secret SYSTEM "file://{secret_path}">]>'
-                              '<rss version="2.0"><channel><title>X</title><item><title>Report &secret;</title>'
-                              "<description>&secret;</description><link>https://x.example.org/1</link></item></channel></rss>").encode())
+    server.serve(
+        "/xxe.xml",
+        (
+            f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY secret SYSTEM "file://{secret_path}">]>'
+            '<rss version="2.0"><channel><title>X</title><item><title>Report &secret;</title>'
+            "<description>&secret;</description><link>https://x.example.org/1</link></item></channel></rss>"
+        ).encode(),
+    )
     script_title = "<script>alert('x')</script>Lavrov lands in Cairo for ceasefire talks<img src=x onerror=alert(1)>"
-    script_body = ("<p onclick=\"steal()\">Russian Foreign Minister Sergei Lavrov arrived in Cairo for talks on a ceasefire in Gaza "
-                   "and an exchange of prisoners.</p><script>document.location='https://evil.example'</script>"
-                   "<a href=\"javascript:alert(1)\">more</a>")
+    script_body = (
+        '<p onclick="steal()">Russian Foreign Minister Sergei Lavrov arrived in Cairo for talks on a ceasefire in Gaza '
+        "and an exchange of prisoners.</p><script>document.location='https://evil.example'</script>"
+        '<a href="javascript:alert(1)">more</a>'
+    )
     server.serve("/scripts.xml", rss("Scripts", [Entry(script_title, script_body, "javascript:alert(document.cookie)", NOW)]))
-    server.serve("/sparse.xml", b'<?xml version="1.0"?><rss version="2.0"><channel><title>S</title>'
-                 b"<item><description>Only a body, no title, link, GUID or date: the ferry sailed.</description></item>"
-                 b"<item><pubDate>not a date</pubDate></item>"  # nothing to read: one rejected entry
-                 b"<item><title>From the far future</title><pubDate>Fri, 01 Jan 2100 00:00:00 GMT</pubDate></item>"
-                 b"</channel></rss>")
-    server.serve("/thousands.xml", rss("Many", [Entry(f"Market note {n}", f"<p>Prices moved {n} points on a quiet day {n}.</p>",
-                                                       f"https://many.example.org/{n}", NOW) for n in range(3000)]))
+    server.serve(
+        "/sparse.xml",
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>S</title>'
+        b"<item><description>Only a body, no title, link, GUID or date: the ferry sailed.</description></item>"
+        b"<item><pubDate>not a date</pubDate></item>"  # nothing to read: one rejected entry
+        b"<item><title>From the far future</title><pubDate>Fri, 01 Jan 2100 00:00:00 GMT</pubDate></item>"
+        b"</channel></rss>",
+    )
+    server.serve(
+        "/thousands.xml",
+        rss(
+            "Many",
+            [
+                Entry(
+                    f"Market note {n}",
+                    f"<p>Prices moved {n} points on a quiet day {n}.</p>",
+                    f"https://many.example.org/{n}",
+                    NOW,
+                )
+                for n in range(3000)
+            ],
+        ),
+    )
     long_body = "<p>" + " ".join(f"word{n % 997}" for n in range(150_000)) + "</p>"
     server.serve("/long.xml", rss("Long", [Entry("A very long dispatch", long_body, "https://long.example.org/1", NOW)]))
     nested = "<div>" * 5000 + "Deeply nested text" + "</div>" * 5000
     server.serve("/nested.xml", rss("Nested", [Entry("Nested markup", nested, "https://nested.example.org/1", NOW)]))
-    server.serve("/nested-xml.xml", (b'<?xml version="1.0"?><rss version="2.0"><channel><title>N</title><item><title>Deep</title>'
-                                     + b"<x>" * 3000 + b"text" + b"</x>" * 3000 + b"</item></channel></rss>"))
+    server.serve(
+        "/nested-xml.xml",
+        (
+            b'<?xml version="1.0"?><rss version="2.0"><channel><title>N</title><item><title>Deep</title>'
+            + b"<x>" * 3000
+            + b"text"
+            + b"</x>" * 3000
+            + b"</item></channel></rss>"
+        ),
+    )
 
 
 def test_hostile_feeds_batch_run(tmp_path, feed_server):
@@ -95,16 +131,49 @@ def test_hostile_feeds_batch_run(tmp_path, feed_server):
     secret.write_text("LOCAL-SECRET-5f2a9c must never leave this file")
     hostile_routes(feed_server, secret)
     listener, reset_port = reset_mid_body_server()
-    names = ["wire", "outlet", "truncated", "malformed", "empty", "noise", "page", "server-error", "hang", "gzip-bomb",
-             "xxe", "scripts", "sparse", "thousands", "long", "nested", "nested-xml"]
+    names = [
+        "wire",
+        "outlet",
+        "truncated",
+        "malformed",
+        "empty",
+        "noise",
+        "page",
+        "server-error",
+        "hang",
+        "gzip-bomb",
+        "xxe",
+        "scripts",
+        "sparse",
+        "thousands",
+        "long",
+        "nested",
+        "nested-xml",
+    ]
     urls = {name: feed_server.url(f"/{name}.xml") for name in names}
     urls |= {"loop": feed_server.url("/loop-a.xml"), "reset": f"http://127.0.0.1:{reset_port}/feed.xml"}
     feeds = write_yaml(tmp_path / "feeds.yaml", {"feeds": [{"name": n, "url": u} for n, u in urls.items()]})
     out = tmp_path / "out"
     started = time.monotonic()
-    child = subprocess.Popen([*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--read-timeout", "2",
-                              "--response-deadline", "5", "--host-spacing", "0"],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [
+            *NEWSWATCH,
+            "run",
+            "--feeds",
+            str(feeds),
+            "--out",
+            str(out),
+            "--read-timeout",
+            "2",
+            "--response-deadline",
+            "5",
+            "--host-spacing",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     stdout, stderr = child.stdout.read().decode(), child.stderr.read().decode()
     listener.close()
@@ -143,5 +212,7 @@ def test_hostile_feeds_batch_run(tmp_path, feed_server):
     assert summary["feeds_failed"] == len(FAILING)
     items = {i["title"]: i for i in read_lines(out / "items.jsonl")}
     assert items["From the far future"]["published_estimated"] is True
-    print(f"\nhostile suite: {len(urls)} feeds, {len(FAILING)} failed, {summary['fetched']} entries read, "
-          f"{len(alerts)} alerts, {elapsed:.1f} s, peak RSS {usage.ru_maxrss // 1024} MiB")
+    print(
+        f"\nhostile suite: {len(urls)} feeds, {len(FAILING)} failed, {summary['fetched']} entries read, "
+        f"{len(alerts)} alerts, {elapsed:.1f} s, peak RSS {usage.ru_maxrss // 1024} MiB"
+    )

@@ -37,8 +37,20 @@ def test_kill_and_restart_loses_nothing_and_doubles_nothing(tmp_path, feed_serve
     publish(3)
     feeds = write_yaml(tmp_path / "feeds.yaml", {"feeds": [{"name": "wire", "url": feed_server.url("/wire.xml"), "interval": 1}]})
     out, state = tmp_path / "out", tmp_path / "state"
-    command = [*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--state-dir", str(state),
-               "--mode", "stream", "--tick", "0.25"]
+    command = [
+        *NEWSWATCH,
+        "run",
+        "--feeds",
+        str(feeds),
+        "--out",
+        str(out),
+        "--state-dir",
+        str(state),
+        "--mode",
+        "stream",
+        "--tick",
+        "0.25",
+    ]
     for _ in range(KILLS):
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -16,8 +16,10 @@ from pipelines.normalise import (
 
 
 def test_html_to_text_unescapes_and_drops_scripts_and_styles():
-    html = ("<p>Talks&nbsp;in Gen&egrave;ve &amp; Doha &#8220;soon&#8221;</p><script>alert(1)</script>"
-            "<style>p{}</style><img src=x onerror=alert(2)><p>Second <b>para</b></p>")
+    html = (
+        "<p>Talks&nbsp;in Gen&egrave;ve &amp; Doha &#8220;soon&#8221;</p><script>alert(1)</script>"
+        "<style>p{}</style><img src=x onerror=alert(2)><p>Second <b>para</b></p>"
+    )
     assert html_to_text(html) == "Talks in Genève & Doha “soon”\nSecond para"
 
 
@@ -26,17 +28,23 @@ def test_boilerplate_lines_are_removed_but_story_lines_stay():
     assert strip_boilerplate(text) == "The convoy crossed at dawn."
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("HTTPS://WWW.Example.org:443/World/Story/?utm_source=rss&utm_medium=feed&id=7#top", "https://example.org/World/Story?id=7"),
-    ("http://example.org:8080/a/?b=2&a=1&fbclid=x&gclid=y", "http://example.org:8080/a?a=1&b=2"),
-    ("https://amp.example.org/amp/news/story", "https://example.org/news/story"),
-    ("https://m.example.org/news/story.amp.html", "https://example.org/news/story.html"),
-    ("https://example.org/", "https://example.org/"),
-    ("javascript:alert(1)", ""),
-    ("ftp://example.org/file", ""),
-    ("not a url", ""),
-    ("http://[::1", ""),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        (
+            "HTTPS://WWW.Example.org:443/World/Story/?utm_source=rss&utm_medium=feed&id=7#top",
+            "https://example.org/World/Story?id=7",
+        ),
+        ("http://example.org:8080/a/?b=2&a=1&fbclid=x&gclid=y", "http://example.org:8080/a?a=1&b=2"),
+        ("https://amp.example.org/amp/news/story", "https://example.org/news/story"),
+        ("https://m.example.org/news/story.amp.html", "https://example.org/news/story.html"),
+        ("https://example.org/", "https://example.org/"),
+        ("javascript:alert(1)", ""),
+        ("ftp://example.org/file", ""),
+        ("not a url", ""),
+        ("http://[::1", ""),
+    ],
+)
 def test_canonical_url(url, expected):
     assert canonical_url(url) == expected
 
@@ -60,8 +68,15 @@ def test_publication_time_falls_back_to_fetch_time_and_flags_it():
 
 
 def test_normalise_entry_gives_stable_identity_without_link_or_guid():
-    raw = {"feed": "f", "title": "<b>Aid</b> arrives", "body_html": "<p>Trucks crossed.</p>", "link": "", "guid": "",
-           "published": None, "fetched_at": 1_700_000_000.0}
+    raw = {
+        "feed": "f",
+        "title": "<b>Aid</b> arrives",
+        "body_html": "<p>Trucks crossed.</p>",
+        "link": "",
+        "guid": "",
+        "published": None,
+        "fetched_at": 1_700_000_000.0,
+    }
     first, again = normalise_entry(raw), normalise_entry(dict(raw, fetched_at=1_700_000_100.0))
     assert first.title == "Aid arrives" and first.text == "Trucks crossed." and first.published_estimated
     assert first.identity_key == again.identity_key and first.fingerprint == again.fingerprint
@@ -69,5 +84,14 @@ def test_normalise_entry_gives_stable_identity_without_link_or_guid():
 
 def test_entry_without_title_or_text_is_rejected():
     with pytest.raises(NormaliseError, match="neither a title nor any text"):
-        normalise_entry({"feed": "f", "title": "", "body_html": "<script>x</script>", "link": "", "guid": "",
-                         "published": None, "fetched_at": 0.0})
+        normalise_entry(
+            {
+                "feed": "f",
+                "title": "",
+                "body_html": "<script>x</script>",
+                "link": "",
+                "guid": "",
+                "published": None,
+                "fetched_at": 0.0,
+            }
+        )

@@ -13,10 +13,15 @@ FEEDS = Path(__file__).resolve().parent.parent / "pipelines" / "defaults" / "fee
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.mark.parametrize("path, count", [
-    (FEEDS / "wire-world.xml", 12), (FEEDS / "eurasia-monitor.atom", 8), (FEEDS / "relief-bulletin.rdf", 6),
-    (FIXTURES / "rss091.xml", 2),
-])
+@pytest.mark.parametrize(
+    "path, count",
+    [
+        (FEEDS / "wire-world.xml", 12),
+        (FEEDS / "eurasia-monitor.atom", 8),
+        (FEEDS / "relief-bulletin.rdf", 6),
+        (FIXTURES / "rss091.xml", 2),
+    ],
+)
 def test_rss_atom_and_rdf_entries(path, count):
     parsed = parse_feed(path.read_bytes())
     assert len(parsed.entries) == count and parsed.cut == 0
@@ -28,13 +33,16 @@ def test_entry_cap_counts_the_rest():
     assert (len(parsed.entries), parsed.cut) == (5, 7)
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"", "empty response body"),
-    (b"   \n", "empty response body"),
-    (b"<html><body><p>Our homepage</p></body></html>", "not a"),
-    (b"\x00\x9f\x13binary noise\xff", "not a"),
-    (b'{"items": [{"title": "a JSON document"}]}', "not a"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"", "empty response body"),
+        (b"   \n", "empty response body"),
+        (b"<html><body><p>Our homepage</p></body></html>", "not a"),
+        (b"\x00\x9f\x13binary noise\xff", "not a"),
+        (b'{"items": [{"title": "a JSON document"}]}', "not a"),
+    ],
+)
 def test_bodies_that_are_not_feeds_are_rejected_with_a_reason(body, reason):
     with pytest.raises(ParseError, match=reason):
         parse_feed(body)
@@ -46,13 +54,20 @@ def test_a_web_page_that_links_to_its_feed_says_where_the_feed_is():
         parse_feed(page, "text/html", base_url="https://example.org/news/")
 
 
-@pytest.mark.parametrize("meta, seconds", [
-    ({"ttl": "15"}, 900.0),
-    ({"sy_updateperiod": "hourly", "sy_updatefrequency": "2"}, 1800.0),
-    ({"sy_updateperiod": "daily"}, 86400.0),
-    ({"ttl": "5", "sy_updateperiod": "hourly"}, 3600.0),  # the longer of the two
-    ({"ttl": "soon"}, 0.0), ({"ttl": "-3"}, 0.0), ({"ttl": "nan"}, 0.0), ({"sy_updateperiod": "fortnightly"}, 0.0), ({}, 0.0),
-])
+@pytest.mark.parametrize(
+    "meta, seconds",
+    [
+        ({"ttl": "15"}, 900.0),
+        ({"sy_updateperiod": "hourly", "sy_updatefrequency": "2"}, 1800.0),
+        ({"sy_updateperiod": "daily"}, 86400.0),
+        ({"ttl": "5", "sy_updateperiod": "hourly"}, 3600.0),  # the longer of the two
+        ({"ttl": "soon"}, 0.0),
+        ({"ttl": "-3"}, 0.0),
+        ({"ttl": "nan"}, 0.0),
+        ({"sy_updateperiod": "fortnightly"}, 0.0),
+        ({}, 0.0),
+    ],
+)
 def test_the_feed_s_own_polling_interval(meta, seconds):
     assert feed_min_interval_s(meta) == seconds
 
@@ -69,21 +84,27 @@ def test_a_wrong_declared_charset_is_repaired():
     assert "Сергей Лавров" in parsed.entries[0]["body_html"]
 
 
-@pytest.mark.parametrize("declared, content_type", [
-    ("iso-8859-1", ""),  # utf-8 body, a latin-1 declaration
-    ("utf-8", "application/rss+xml; charset=iso-8859-1"),  # utf-8 body, a latin-1 HTTP header
-    ("windows-1252", "text/xml"),
-])
+@pytest.mark.parametrize(
+    "declared, content_type",
+    [
+        ("iso-8859-1", ""),  # utf-8 body, a latin-1 declaration
+        ("utf-8", "application/rss+xml; charset=iso-8859-1"),  # utf-8 body, a latin-1 HTTP header
+        ("windows-1252", "text/xml"),
+    ],
+)
 def test_utf8_bodies_under_a_wrong_label_stay_readable(declared, content_type):
-    body = (f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel><title>t</title><item>'
-            "<title>Зеленський у Женеві — café</title><link>https://example.org/a</link></item></channel></rss>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="{declared}"?><rss version="2.0"><channel><title>t</title><item>'
+        "<title>Зеленський у Женеві — café</title><link>https://example.org/a</link></item></channel></rss>"
+    ).encode()
     assert parse_feed(body, content_type).entries[0]["title"] == "Зеленський у Женеві — café"
 
 
 def test_a_latin1_body_declared_utf8_is_read_as_latin1():
-    body = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title><item>'
-            "<title>Le secrétaire général arrive à Genève</title><link>https://example.org/a</link></item></channel></rss>"
-            ).encode("latin-1")
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title><item>'
+        "<title>Le secrétaire général arrive à Genève</title><link>https://example.org/a</link></item></channel></rss>"
+    ).encode("latin-1")
     assert parse_feed(body).entries[0]["title"] == "Le secrétaire général arrive à Genève"
 
 

@@ -52,8 +52,17 @@ DAY_S = 86400.0
 
 
 def normalised(copy, hours: float = 0.0) -> Item:
-    return normalise_entry({"feed": copy.link.split("/")[2], "title": copy.title, "body_html": copy.body_html,
-                            "link": copy.link, "guid": "", "published": None, "fetched_at": PUBLISHED + hours * 3600})
+    return normalise_entry(
+        {
+            "feed": copy.link.split("/")[2],
+            "title": copy.title,
+            "body_html": copy.body_html,
+            "link": copy.link,
+            "guid": "",
+            "published": None,
+            "fetched_at": PUBLISHED + hours * 3600,
+        }
+    )
 
 
 def fixture_items() -> list[tuple[str, Item]]:
@@ -146,10 +155,9 @@ def stories_of(items: list[Item]):
     p = TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     unique, duplicates = p | beam.Create(items) | Deduplicate(streaming=False)
     pairs = (
-        (unique | "UniqueSources" >> beam.FlatMap(lambda i: [(s.url, i.story_id) for s in i.sources]),
-         duplicates | "CopySources" >> beam.FlatMap(lambda u: [(s.url, u.story_id) for s in u.sources]))
-        | beam.Flatten()
-    )
+        unique | "UniqueSources" >> beam.FlatMap(lambda i: [(s.url, i.story_id) for s in i.sources]),
+        duplicates | "CopySources" >> beam.FlatMap(lambda u: [(s.url, u.story_id) for s in u.sources]),
+    ) | beam.Flatten()
     return p, pairs, unique
 
 
@@ -159,9 +167,12 @@ def precision_recall_at_least(truth: dict[str, str], minimum: float):
         # In batch a unique item also lists its exact copies, which are duplicates too: one story per URL all the same.
         assert set(found) == set(truth) and len(found) == len(set(pairs)), "each copy belongs to one story"
         precision, recall = pairwise(truth, found)
-        print(f"\nnear-duplicate stories on {len(truth)} copies of {len(set(truth.values()))} stories: "
-              f"pairwise precision {precision:.3f}, recall {recall:.3f}")
+        print(
+            f"\nnear-duplicate stories on {len(truth)} copies of {len(set(truth.values()))} stories: "
+            f"pairwise precision {precision:.3f}, recall {recall:.3f}"
+        )
         assert precision >= minimum and recall >= minimum, (precision, recall)
+
     return check
 
 
@@ -177,8 +188,10 @@ def test_copies_in_one_batch_form_one_story_with_one_unique_item():
     items = [normalised(c, hours=n) for n, c in enumerate(copies(story)[:3])]
     p, pairs, unique = stories_of(items)
     assert_that(unique | beam.Map(lambda i: 1) | beam.combiners.Count.Globally(), equal_to([1]), label="one unique")
+
     def one_story_of_these(story_ids):
         assert len(story_ids) == 1 and story_ids[0] in {story_id_of(i) for i in items}, story_ids
+
     assert_that(pairs | beam.Map(lambda pair: pair[1]) | beam.Distinct(), one_story_of_these, label="one story")
     p.run().wait_until_finish()
 
@@ -215,12 +228,21 @@ def test_stream_a_copy_within_the_horizon_joins_the_story_and_after_it_starts_a_
     events = events.advance_watermark_to_infinity()
     with TestPipeline(options=stream_options()) as p:
         unique, duplicates = p | events | Deduplicate(streaming=True, settings=StorySettings(horizon_days=2))
-        assert_that(unique | beam.Map(lambda i: (i.url, i.story_id)), equal_to([
-            (first.url, story_id_of(first)), (late.url, story_id_of(late))]), label="unique")
-        assert_that(duplicates, equal_to([
-            SourceUpdate(story_id_of(first), (Source(within.feed, within.url),)),
-            SourceUpdate(story_id_of(late), (Source(alive.feed, alive.url),)),
-        ]), label="copies")
+        assert_that(
+            unique | beam.Map(lambda i: (i.url, i.story_id)),
+            equal_to([(first.url, story_id_of(first)), (late.url, story_id_of(late))]),
+            label="unique",
+        )
+        assert_that(
+            duplicates,
+            equal_to(
+                [
+                    SourceUpdate(story_id_of(first), (Source(within.feed, within.url),)),
+                    SourceUpdate(story_id_of(late), (Source(alive.feed, alive.url),)),
+                ]
+            ),
+            label="copies",
+        )
 
 
 def test_no_two_items_of_the_labelled_corpus_are_taken_for_copies():
@@ -249,8 +271,20 @@ def serve_talks_twice(server) -> dict:
     headline, body = CEASEFIRE_TALKS
     first_paragraph = body[: body.index("</p>") + len("</p>")]
     server.serve("/wire.xml", rss("Wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh")]))
-    server.serve("/outlet.xml", rss("Outlet", [entry((headline, first_paragraph), "https://outlet.example.com/riyadh?utm_source=rss",
-                                                     hours_ago=1, title="Top Russian diplomat in Saudi capital")]))
+    server.serve(
+        "/outlet.xml",
+        rss(
+            "Outlet",
+            [
+                entry(
+                    (headline, first_paragraph),
+                    "https://outlet.example.com/riyadh?utm_source=rss",
+                    hours_ago=1,
+                    title="Top Russian diplomat in Saudi capital",
+                )
+            ],
+        ),
+    )
     return {"feeds": [{"name": name, "url": server.url(f"/{name}.xml"), "interval": 1} for name in ("wire", "outlet")]}
 
 
@@ -261,15 +295,18 @@ def test_batch_run_raises_one_alert_for_a_story_and_its_trimmed_retitled_copy(tm
     alerts = read_lines(tmp_path / "out" / "alerts.jsonl") + read_lines(tmp_path / "out" / "alert_updates.jsonl")
     assert len({alert["alert_id"] for alert in alerts}) == 1
     assert {(s["feed"], s["url"]) for s in alerts[-1]["sources"]} == {
-        ("wire", "https://wire.example.org/lavrov-riyadh"), ("outlet", "https://outlet.example.com/riyadh")}
+        ("wire", "https://wire.example.org/lavrov-riyadh"),
+        ("outlet", "https://outlet.example.com/riyadh"),
+    }
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["unique"], summary["duplicates"], summary["alerts"]) == (1, 1, 1)
 
 
 def test_stream_run_adds_the_trimmed_copy_to_the_story_alert(tmp_path, feed_server):
     feeds = write_yaml(tmp_path / "feeds.yaml", serve_talks_twice(feed_server))
-    result = run_newswatch("run", "--feeds", str(feeds), "--out", str(tmp_path / "out"), "--mode", "stream",
-                           "--duration", "5", "--tick", "0.25")
+    result = run_newswatch(
+        "run", "--feeds", str(feeds), "--out", str(tmp_path / "out"), "--mode", "stream", "--duration", "5", "--tick", "0.25"
+    )
     assert result.returncode == 0, result.stderr
     alerts = read_lines(tmp_path / "out" / "alerts.jsonl")
     updates = read_lines(tmp_path / "out" / "alert_updates.jsonl")

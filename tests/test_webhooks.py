@@ -105,24 +105,43 @@ def receiver():
 
 
 def hook(name: str, **settings) -> SinkConfig:
-    return SinkConfig(name=name, kind="webhook", url_env=f"NW_TEST_{name.upper()}_URL",
-                      **{"timeout_s": CLIENT_TIMEOUT_S, "backoff_s": 0.05, "max_backoff_s": 5.0, **settings})
+    return SinkConfig(
+        name=name,
+        kind="webhook",
+        url_env=f"NW_TEST_{name.upper()}_URL",
+        **{"timeout_s": CLIENT_TIMEOUT_S, "backoff_s": 0.05, "max_backoff_s": 5.0, **settings},
+    )
 
 
 def alert(n: int, title: str = "Lavrov arrives in Riyadh", url: str = "https://wire.example.org/a") -> dict:
-    return {"alert_id": f"a-{n:016x}", "story_id": f"s-{n}", "title": title, "url": url, "feed": "wire",
-            "published": "2026-11-25T09:00:00Z", "topics": ["ceasefire"], "scores": {"ceasefire": 0.9},
-            "actors": ["Sergei Lavrov"], "sources": [{"feed": "wire", "url": url}],
-            "evidence": {"actors": [{"actor": "Sergei Lavrov", "alias": "Lavrov", "span": "Lavrov", "start": 0, "end": 6,
-                                     "field": "title"}], "topics": {"ceasefire": ["truce"]}},
-            "raised_at": "2026-11-25T09:01:00Z"}
+    return {
+        "alert_id": f"a-{n:016x}",
+        "story_id": f"s-{n}",
+        "title": title,
+        "url": url,
+        "feed": "wire",
+        "published": "2026-11-25T09:00:00Z",
+        "topics": ["ceasefire"],
+        "scores": {"ceasefire": 0.9},
+        "actors": ["Sergei Lavrov"],
+        "sources": [{"feed": "wire", "url": url}],
+        "evidence": {
+            "actors": [{"actor": "Sergei Lavrov", "alias": "Lavrov", "span": "Lavrov", "start": 0, "end": 6, "field": "title"}],
+            "topics": {"ceasefire": ["truce"]},
+        },
+        "raised_at": "2026-11-25T09:01:00Z",
+    }
 
 
 # --- plain text and messages -------------------------------------------------------------
 
+
 def test_no_markup_from_feeds_and_only_http_links_reach_a_webhook():
-    hostile = alert(1, title='<b>Lavrov</b> &lt;script&gt;alert(1)&lt;/script&gt; in\x1b[31m Riyadh <img src=x onerror=y>',
-                    url="javascript:alert(1)")
+    hostile = alert(
+        1,
+        title="<b>Lavrov</b> &lt;script&gt;alert(1)&lt;/script&gt; in\x1b[31m Riyadh <img src=x onerror=y>",
+        url="javascript:alert(1)",
+    )
     body = alert_message(hostile, "json")
     assert body["title"] == "Lavrov alert(1) in [31m Riyadh"
     assert body["url"] == "" and body["sources"] == [{"feed": "wire", "url": ""}]
@@ -132,11 +151,19 @@ def test_no_markup_from_feeds_and_only_http_links_reach_a_webhook():
     assert slack["text"].startswith("newswatch alert: Talks &amp;")
 
 
-@pytest.mark.parametrize("url, safe", [
-    ("https://wire.example.org/a?b=1&c=2", True), ("http://x.example/p", True),
-    ("javascript:alert(1)", False), ("data:text/html,hi", False), ("file:///etc/passwd", False),
-    ("//no-scheme.example/x", False), ('https://x.example/"><script>', False), ("https://x.example/a b", False),
-])
+@pytest.mark.parametrize(
+    "url, safe",
+    [
+        ("https://wire.example.org/a?b=1&c=2", True),
+        ("http://x.example/p", True),
+        ("javascript:alert(1)", False),
+        ("data:text/html,hi", False),
+        ("file:///etc/passwd", False),
+        ("//no-scheme.example/x", False),
+        ('https://x.example/"><script>', False),
+        ("https://x.example/a b", False),
+    ],
+)
 def test_only_absolute_http_links_are_passed_on(url, safe):
     assert safe_link(url) == (url if safe else "")
 
@@ -156,13 +183,15 @@ def test_digest_carries_every_held_alert_under_its_own_key():
 
 # --- retries -------------------------------------------------------------------------------
 
+
 def test_retries_timeout_429_and_500_then_delivers_once_honouring_retry_after(receiver):
     import requests
 
     waits: list[float] = []
     with requests.Session() as session:
-        result = post_with_retries(session, receiver.hook_url("desk"), {"x": 1}, "a-1", hook("desk"), sleep=waits.append,
-                                   rand=lambda: 0.5)
+        result = post_with_retries(
+            session, receiver.hook_url("desk"), {"x": 1}, "a-1", hook("desk"), sleep=waits.append, rand=lambda: 0.5
+        )
     assert (result.ok, result.attempts) == (True, 4)
     assert receiver.tries("desk", "a-1") == ["timeout", "429", "500", "200"]
     assert len(receiver.accepted("desk")) == 1
@@ -187,7 +216,9 @@ def test_a_sink_that_never_succeeds_gives_up_with_a_reason_that_hides_the_url(re
     import requests
 
     with requests.Session() as session:
-        result = post_with_retries(session, receiver.hook_url("broken"), {}, "a-2", hook("broken", max_attempts=3), sleep=lambda s: None)
+        result = post_with_retries(
+            session, receiver.hook_url("broken"), {}, "a-2", hook("broken", max_attempts=3), sleep=lambda s: None
+        )
     assert (result.ok, result.attempts) == (False, 3)
     assert result.reason == "gave up after 3 attempts, the last: HTTP 500" and TOKEN not in result.reason
 
@@ -196,13 +227,18 @@ def test_a_final_answer_or_a_long_retry_after_is_not_retried(receiver):
     import requests
 
     with requests.Session() as session:
-        gone = post_with_retries(session, receiver.hook_url("desk").replace("/desk/", "/gone/"), {}, "a-3", hook("x"), sleep=lambda s: None)
-        patient = post_with_retries(session, receiver.hook_url("desk"), {}, "a-4", hook("x", max_backoff_s=0.5), sleep=lambda s: None)
+        gone = post_with_retries(
+            session, receiver.hook_url("desk").replace("/desk/", "/gone/"), {}, "a-3", hook("x"), sleep=lambda s: None
+        )
+        patient = post_with_retries(
+            session, receiver.hook_url("desk"), {}, "a-4", hook("x", max_backoff_s=0.5), sleep=lambda s: None
+        )
     assert not gone.ok and gone.attempts == 1 and "not retried" in gone.reason
     assert not patient.ok and "retry after 1 s, more than max_backoff_s" in patient.reason
 
 
 # --- the sink DoFn, called as a runner calls it ---------------------------------------------
+
 
 def run_sink(sink: SinkConfig, tmp_path: Path, elements: list[dict], monkeypatch, url: str | None) -> DeliverAlertsFn:
     if url:
@@ -266,30 +302,61 @@ def test_rate_limit_counts_a_sliding_minute():
 
 # --- the watchlist's sinks -----------------------------------------------------------------
 
+
 def watchlist_with(tmp_path: Path, sinks: list) -> Path:
-    return write_yaml(tmp_path / "watchlist.yaml", {"actors": [{"name": "Sergei Lavrov", "aliases": ["Lavrov"]}],
-                                                    "alerts": {"sinks": sinks}})
+    return write_yaml(
+        tmp_path / "watchlist.yaml", {"actors": [{"name": "Sergei Lavrov", "aliases": ["Lavrov"]}], "alerts": {"sinks": sinks}}
+    )
 
 
 def test_sinks_load_with_the_url_from_the_environment(tmp_path):
-    path = watchlist_with(tmp_path, [{"type": "stdout"}, {"type": "webhook", "name": "desk", "url_env": "DESK_URL",
-                                                           "format": "slack", "max_per_minute": 10, "max_attempts": 3}])
+    path = watchlist_with(
+        tmp_path,
+        [
+            {"type": "stdout"},
+            {
+                "type": "webhook",
+                "name": "desk",
+                "url_env": "DESK_URL",
+                "format": "slack",
+                "max_per_minute": 10,
+                "max_attempts": 3,
+            },
+        ],
+    )
     rules = load_watchlist(path, environ={"DESK_URL": f"https://hooks.example/{TOKEN}"}).alerts
     assert [(s.name, s.kind, s.format, s.max_per_minute, s.max_attempts) for s in rules.sinks] == [
-        ("stdout", "stdout", "json", None, 5), ("desk", "webhook", "slack", 10, 3)]
+        ("stdout", "stdout", "json", None, 5),
+        ("desk", "webhook", "slack", 10, 3),
+    ]
     assert TOKEN not in repr(rules) and rules.window_hours == 24
 
 
-@pytest.mark.parametrize("sink, environ, message", [
-    ({"type": "webhook", "name": "desk", "url_env": "DESK_URL"}, {}, "environment variable DESK_URL is not set"),
-    ({"type": "webhook", "name": "desk", "url_env": "DESK_URL"}, {"DESK_URL": f"ftp://x/{TOKEN}"}, "does not hold an http(s) URL"),
-    ({"type": "webhook", "name": "desk", "url": f"https://x/{TOKEN}"}, {}, "unknown key(s) ['url']"),
-    ({"type": "webhook", "name": "desk", "url_env": "desk-url"}, {}, "must name an environment variable"),
-    ({"type": "webhook", "name": "a b", "url_env": "DESK_URL"}, {"DESK_URL": "https://x/"}, "may hold only letters"),
-    ({"type": "webhook", "name": "desk", "url_env": "DESK_URL", "format": "html"}, {"DESK_URL": "https://x/"}, "`format` must be one of"),
-    ({"type": "webhook", "name": "desk", "url_env": "DESK_URL", "max_per_minute": 0}, {"DESK_URL": "https://x/"}, "at least 1"),
-    ({"type": "email"}, {}, "`type` must be stdout or webhook"),
-])
+@pytest.mark.parametrize(
+    "sink, environ, message",
+    [
+        ({"type": "webhook", "name": "desk", "url_env": "DESK_URL"}, {}, "environment variable DESK_URL is not set"),
+        (
+            {"type": "webhook", "name": "desk", "url_env": "DESK_URL"},
+            {"DESK_URL": f"ftp://x/{TOKEN}"},
+            "does not hold an http(s) URL",
+        ),
+        ({"type": "webhook", "name": "desk", "url": f"https://x/{TOKEN}"}, {}, "unknown key(s) ['url']"),
+        ({"type": "webhook", "name": "desk", "url_env": "desk-url"}, {}, "must name an environment variable"),
+        ({"type": "webhook", "name": "a b", "url_env": "DESK_URL"}, {"DESK_URL": "https://x/"}, "may hold only letters"),
+        (
+            {"type": "webhook", "name": "desk", "url_env": "DESK_URL", "format": "html"},
+            {"DESK_URL": "https://x/"},
+            "`format` must be one of",
+        ),
+        (
+            {"type": "webhook", "name": "desk", "url_env": "DESK_URL", "max_per_minute": 0},
+            {"DESK_URL": "https://x/"},
+            "at least 1",
+        ),
+        ({"type": "email"}, {}, "`type` must be stdout or webhook"),
+    ],
+)
 def test_bad_sinks_are_config_errors_that_never_show_the_secret(tmp_path, sink, environ, message):
     with pytest.raises(ConfigError) as err:
         load_watchlist(watchlist_with(tmp_path, [sink]), environ=environ)
@@ -298,27 +365,52 @@ def test_bad_sinks_are_config_errors_that_never_show_the_secret(tmp_path, sink, 
 
 # --- end to end: the real command -----------------------------------------------------------
 
+
 def test_newswatch_run_delivers_each_alert_once_through_retries_digests_and_dead_letters(tmp_path, receiver, monkeypatch):
     with FeedServer() as feeds:
-        feeds.serve("/wire.xml", rss("Wire", [
-            entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh"),
-            entry(AID_CONVOY, "https://wire.example.org/darfur-convoy"),
-            entry(NEW_TRUCE, "https://wire.example.org/easter-truce"),
-            entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
-        ]))
+        feeds.serve(
+            "/wire.xml",
+            rss(
+                "Wire",
+                [
+                    entry(CEASEFIRE_TALKS, "https://wire.example.org/lavrov-riyadh"),
+                    entry(AID_CONVOY, "https://wire.example.org/darfur-convoy"),
+                    entry(NEW_TRUCE, "https://wire.example.org/easter-truce"),
+                    entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree"),
+                ],
+            ),
+        )
         feeds_file = write_yaml(tmp_path / "feeds.yaml", {"feeds": [{"name": "wire", "url": feeds.url("/wire.xml")}]})
         watchlist = load_watchlist(DEFAULT_WATCHLIST, environ={})
         actors = [{"name": a.name, "aliases": list(a.aliases)} for a in watchlist.actors]
-        sinks = [{"type": "stdout"},
-                 {"type": "webhook", "name": "desk", "url_env": "NW_DESK_URL", "max_per_minute": 2,
-                  "timeout_s": CLIENT_TIMEOUT_S, "backoff_s": 0.05},
-                 {"type": "webhook", "name": "chat", "url_env": "NW_CHAT_URL", "format": "slack"},
-                 {"type": "webhook", "name": "broken", "url_env": "NW_BROKEN_URL", "max_attempts": 2, "backoff_s": 0.05}]
+        sinks = [
+            {"type": "stdout"},
+            {
+                "type": "webhook",
+                "name": "desk",
+                "url_env": "NW_DESK_URL",
+                "max_per_minute": 2,
+                "timeout_s": CLIENT_TIMEOUT_S,
+                "backoff_s": 0.05,
+            },
+            {"type": "webhook", "name": "chat", "url_env": "NW_CHAT_URL", "format": "slack"},
+            {"type": "webhook", "name": "broken", "url_env": "NW_BROKEN_URL", "max_attempts": 2, "backoff_s": 0.05},
+        ]
         watchlist_file = write_yaml(tmp_path / "watchlist.yaml", {"actors": actors, "alerts": {"sinks": sinks}})
         for name in ("desk", "chat", "broken"):  # the child process inherits them
             monkeypatch.setenv(f"NW_{name.upper()}_URL", receiver.hook_url(name))
         out, state = tmp_path / "out", tmp_path / "state"
-        args = ("run", "--feeds", str(feeds_file), "--watchlist", str(watchlist_file), "--out", str(out), "--state-dir", str(state))
+        args = (
+            "run",
+            "--feeds",
+            str(feeds_file),
+            "--watchlist",
+            str(watchlist_file),
+            "--out",
+            str(out),
+            "--state-dir",
+            str(state),
+        )
         first = run_newswatch(*args)
         assert first.returncode == 0, first.stderr
         second = run_newswatch(*args)  # a restart: nothing is raised or sent again
