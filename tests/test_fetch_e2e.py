@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, write_yaml
+from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, wait_for, write_yaml
 from tests.feedserver import Entry, FeedServer, Route, rss
 from tests.stories import AID_CONVOY, CEASEFIRE_TALKS, DOMESTIC_DECREE, entry
 
@@ -85,15 +85,6 @@ def finish(process: subprocess.Popen, timeout: float = 60) -> str:
         process.kill()
     assert process.returncode == 0, stderr
     return stderr
-
-
-def wait_for(predicate, timeout_s: float):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    return None
 
 
 def arrivals(server: FeedServer, path: str | None = None) -> list[float]:
