@@ -53,3 +53,14 @@ def wait_for(predicate, timeout_s: float, step_s: float = 0.05):
             return value
         time.sleep(step_s)
     return None
+
+
+def start_stream(feeds: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """`newswatch run --mode stream` in the background, ticking every 0.25 s; the caller stops it."""
+    return subprocess.Popen(
+        [*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--mode", "stream", "--tick", "0.25", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

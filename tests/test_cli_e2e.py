@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, wait_for, write_yaml
+from tests.conftest import read_lines, run_newswatch, start_stream, wait_for, write_yaml
 from tests.feedserver import rss
 from tests.stories import AID_CONVOY, CEASEFIRE_TALKS, DOMESTIC_DECREE, NEW_TRUCE, RAIL_TENDER, entry
 
@@ -118,22 +117,12 @@ def test_batch_rerun_with_state_dir_raises_nothing_twice(tmp_path, feed_server):
     check_invariant(summary)
 
 
-def start_stream(tmp_path, feeds: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*NEWSWATCH, "run", "--feeds", str(feeds), "--out", str(out), "--mode", "stream", "--tick", "0.25", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_stream_alerts_on_a_new_item_within_the_poll_interval(tmp_path, feed_server):
     interval = 2.0
     feed_server.serve("/wire.xml", rss("Wire", [entry(DOMESTIC_DECREE, "https://wire.example.org/putin-decree")]))
     feeds = feeds_config(tmp_path, feed_server, interval=interval, names=("wire",))
     out = tmp_path / "out"
-    process = start_stream(tmp_path, feeds, out, "--duration", "25")
+    process = start_stream(feeds, out, "--duration", "25")
     try:
         # The pipeline is up once it has written the first item.
         assert wait_for(lambda: read_lines(out / "items.jsonl"), 20), "stream run wrote no item"
@@ -167,7 +156,7 @@ def test_stream_restart_with_state_dir_and_sigterm(tmp_path, feed_server):
     serve_world(feed_server)
     feeds = feeds_config(tmp_path, feed_server, interval=1, names=("wire", "outlet"))
     out, state = tmp_path / "out", tmp_path / "state"
-    process = start_stream(tmp_path, feeds, out, "--state-dir", str(state))
+    process = start_stream(feeds, out, "--state-dir", str(state))
     try:
         assert wait_for(lambda: len(read_lines(out / "alerts.jsonl")) == 2, 25), "first run raised no alerts"
         time.sleep(1.5)  # a few more polls, all duplicates

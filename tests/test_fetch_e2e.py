@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import NEWSWATCH, ROOT, read_lines, run_newswatch, wait_for, write_yaml
+from tests.conftest import read_lines, run_newswatch, start_stream, wait_for, write_yaml
 from tests.feedserver import Entry, FeedServer, Route, rss
 from tests.stories import AID_CONVOY, CEASEFIRE_TALKS, DOMESTIC_DECREE, entry
 
@@ -54,28 +54,9 @@ def run(tmp_path: Path, urls: dict[str, str], *extra: str, interval: float = 60,
     return result, out
 
 
-def start_stream(tmp_path: Path, urls: dict[str, str], *extra: str, interval: float = 1) -> tuple[subprocess.Popen, Path]:
+def start_stream_of(tmp_path: Path, urls: dict[str, str], *extra: str, interval: float = 1) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [
-            *NEWSWATCH,
-            "run",
-            "--feeds",
-            str(feeds_file(tmp_path, urls, interval)),
-            "--out",
-            str(out),
-            "--mode",
-            "stream",
-            "--tick",
-            "0.25",
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process, out
+    return start_stream(feeds_file(tmp_path, urls, interval), out, *extra), out
 
 
 def finish(process: subprocess.Popen, timeout: float = 60) -> str:
@@ -314,7 +295,7 @@ def test_stream_sends_conditional_requests_from_the_second_poll_and_does_not_par
 def test_stream_retry_after_holds_every_feed_of_that_host(tmp_path, feed_server):
     feed_server.serve("/limited.xml", b"slow down", status=429, **{"Retry-After": "3"})
     feed_server.serve("/sibling.xml", rss("Sibling", [entry(DOMESTIC_DECREE, "https://sibling.example.org/decree")]))
-    process, out = start_stream(
+    process, out = start_stream_of(
         tmp_path,
         {"limited": feed_server.url("/limited.xml"), "sibling": feed_server.url("/sibling.xml")},
         "--duration",
@@ -335,7 +316,7 @@ def test_stream_retry_after_holds_every_feed_of_that_host(tmp_path, feed_server)
 def test_stream_failing_feed_backs_off_is_never_disabled_and_recovers(tmp_path, feed_server):
     feed_server.serve("/flaky.xml", b"down for maintenance", status=500)
     port = closed_port()
-    process, out = start_stream(
+    process, out = start_stream_of(
         tmp_path, {"flaky": feed_server.url("/flaky.xml")}, "--duration", "22", "--max-backoff", "4", "--metrics-port", str(port)
     )
     try:
@@ -362,7 +343,7 @@ def test_stream_failing_feed_backs_off_is_never_disabled_and_recovers(tmp_path, 
 def test_stream_a_hanging_host_does_not_hold_up_the_other_hosts(tmp_path, feed_server, second_server):
     feed_server.serve("/wire.xml", rss("Wire", [entry(AID_CONVOY, "https://wire.example.org/convoy")]))
     second_server.routes["/hang.xml"] = Route(body=rss("Slow", []), delay_s=30)
-    process, out = start_stream(
+    process, out = start_stream_of(
         tmp_path,
         {"wire": feed_server.url("/wire.xml"), "hang": second_server.url("/hang.xml")},
         "--duration",
