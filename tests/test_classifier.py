@@ -13,12 +13,14 @@ from dataclasses import asdict
 import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from classifiers import TOPICS
 from classifiers.corpus import CorpusError, Example, corpus_hash, load_corpus, split
 from classifiers.evaluate import TARGET_MACRO_F1, TARGET_MICRO_PRECISION, evaluate, format_report, topic_metrics
 from classifiers.keyword_baseline import KeywordBaseline
-from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, load_model
+from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, WordCachedCharVectorizer, load_model
 from classifiers.train import choose_threshold, train
 
 # The model must stay ahead of the keyword baseline by at least this much macro-F1 (measured: +0.106).
@@ -216,6 +218,27 @@ def test_saved_model_round_trips(tmp_path, small_model, corpus):
     texts = [e.content for e in corpus[::97]]
     assert loaded.predict(texts) == small_model.predict(texts)
     assert loaded.version == small_model.version
+
+
+def test_word_cached_char_features_equal_the_stock_vectorizer(corpus):
+    """The fast transform gives the stock TfidfVectorizer's values for the same fitted state, also on
+    texts it has cached words of, with odd whitespace, case, accents and words the vocabulary lacks."""
+    cached = WordCachedCharVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+    cached.fit([e.content for e in corpus[::3]])
+    stock = TfidfVectorizer(**clone(cached).get_params())
+    stock.vocabulary_, stock.idf_, stock.fixed_vocabulary_ = cached.vocabulary_, cached.idf_, False
+    texts = [e.content for e in corpus[1::7]] + [
+        "Перемирие\tв\u00a0Газе  PRODLOUŽENO\n\nna dva dny",
+        "ceasefire ceasefire CEASEFIRE, cease-fire!",
+        "qzxv wkkj",
+        "",
+    ]
+    for _ in range(2):  # the second pass is served from the word cache
+        fast, slow = cached.transform(texts), stock.transform(texts)
+        assert fast.shape == slow.shape and fast.nnz == slow.nnz > 0
+        assert np.array_equal(fast.indices, slow.indices) and np.array_equal(fast.indptr, slow.indptr)
+        assert np.allclose(fast.data, slow.data, rtol=0, atol=1e-12)
+    assert "_word_features" not in cached.__getstate__()
 
 
 # Predictions and explanations
