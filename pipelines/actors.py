@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -92,7 +93,6 @@ _NEXT_WORD = re.compile(r"[ \t\u00a0]+(\w)")
 _LONG_WORD = re.compile(r"[^\W\d_]{4,}")
 
 
-@lru_cache(maxsize=8192)
 def _fold_char(char: str) -> str:
     decomposed = unicodedata.normalize("NFKD", char)
     if decomposed and ord(decomposed[0]) < 0x250:
@@ -102,17 +102,30 @@ def _fold_char(char: str) -> str:
     return char.casefold()
 
 
-def fold(text: str) -> tuple[str, list[int]]:
+class _FoldTable(dict):
+    """Character -> folded string, for `str.translate`, filled in as characters are first seen."""
+
+    def __missing__(self, code: int) -> str:
+        if len(self) >= 65_536:  # bounded: a stream can carry any character
+            self.clear()
+        folded = self[code] = _fold_char(chr(code))
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
+def fold(text: str) -> tuple[str, Sequence[int]]:
     """Case- and (Latin) accent-folded text, with each folded character's index in the original."""
     if text.isascii():  # most English text: folding is lower-casing, one character for one
-        return text.lower(), list(range(len(text)))
-    folded: list[str] = []
+        return text.lower(), range(len(text))
+    folded = text.translate(_FOLD_TABLE)
+    if len(folded) == len(text):  # no character folded to two (every one folds to at least one)
+        return folded, range(len(text))
     origin: list[int] = []
     for index, char in enumerate(text):
-        out = _fold_char(char)
-        folded.append(out)
-        origin.extend([index] * len(out))
-    return "".join(folded), origin
+        origin.extend([index] * len(_FOLD_TABLE[ord(char)]))
+    return folded, origin
 
 
 def _token_parts(token: str) -> tuple[str, str]:
@@ -206,7 +219,7 @@ class Matcher:
         return spans
 
 
-def _stands_alone(text: str, folded: str, origin: list[int], start: int, end: int, names_at: set[int]) -> bool:
+def _stands_alone(text: str, folded: str, origin: Sequence[int], start: int, end: int, names_at: set[int]) -> bool:
     """Whether a role found at start:end of the folded text is the role itself: not inside a longer title
     ("Deputy UN chief", "Under-Secretary-General", "Secretary-General-designate") and not a title
     followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
