@@ -63,6 +63,7 @@ class Item:
     fingerprint: str  # the same content under another URL or headline
     story_id: str = ""
     sources: tuple[Source, ...] = ()
+    near_bands: tuple[int, ...] = ()  # its near-duplicate band values (stories.signature), once Deduplicate has them
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import apache_beam as beam
 from pipelines import telemetry
 from pipelines.records import Annotated, DeadLetter, FeedStatus, iso_utc
 from pipelines.store import StateStore
-from pipelines.stories import near_keys
+from pipelines.stories import near_keys, signature
 
 ITEMS_FILE = "items.jsonl"
 ALERTS_FILE = "alerts.jsonl"
@@ -126,9 +126,11 @@ class FileSinkFn(beam.DoFn):
         self._counted_since_summary = False
 
 
-def written_keys(record: dict) -> tuple[str, dict[str, str]]:
-    """What an items.jsonl record tells the store: its story and the keys Deduplicate looks up."""
-    return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"], **near_keys(record["text"])}
+def written_keys(record: dict, near_bands: tuple[int, ...] | None = None) -> tuple[str, dict[str, str]]:
+    """What an items.jsonl record tells the store: its story and the keys Deduplicate looks up
+    (the band values are computed from the text where the caller does not have them)."""
+    bands = signature(record["text"]) if near_bands is None else near_bands
+    return record["story_id"], {"identity": record["item_id"], "fingerprint": record["fingerprint"], **near_keys(bands)}
 
 
 def adopt_written_items(path: Path, store: StateStore) -> int:
@@ -158,7 +160,7 @@ class WriteItemsFn(FileSinkFn):
     def process(self, annotated: Annotated):
         record = annotated.to_json()
         self._offset = self._out.write(record)
-        self._pending.append(written_keys(record))
+        self._pending.append(written_keys(record, annotated.item.near_bands))
         if time.monotonic() - self._summary_at >= SUMMARY_REFRESH_S:
             self._commit()
             self.counted()

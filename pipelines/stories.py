@@ -65,7 +65,7 @@ SHINGLE_WORDS = 3
 LEAD_WORDS = 25  # about a wire story's first paragraph, so a copy cut to that paragraph has the whole lead
 PROSE_LINE_WORDS = 12  # shorter lines at the top (bylines, datelines, "Updated ...") are not the lead
 MIN_WORDS = 12  # shorter texts (headlines, one-liners) are left to the exact steps
-MINHASH_SEED = 20261125  # changing it (or datasketch's hashing) changes every band value, and the stored near keys
+MINHASH_SEED = 20261125  # changing it or the shingle hash (crc32: C-fast, and MinHash needs no more) changes every band value and the stored near keys
 DEFAULT_THRESHOLD = 0.7
 DEFAULT_HORIZON_DAYS = 7.0
 STORE_KIND = "near"  # store keys: near0 ... near6, one per band
@@ -150,7 +150,7 @@ def _permutations(num_perm: int):
 
 def band_values(words: list[str], bands: int) -> tuple[int, ...]:
     """`bands` 32-bit band values of the MinHash of `words`' shingles (ROWS values per band)."""
-    minhash = MinHash(num_perm=bands * ROWS, permutations=_permutations(bands * ROWS), scheme="affine32")
+    minhash = MinHash(num_perm=bands * ROWS, hashfunc=zlib.crc32, permutations=_permutations(bands * ROWS), scheme="affine32")
     minhash.update_batch(shingles(words))
     values = minhash.hashvalues
     return tuple(
@@ -167,9 +167,9 @@ def signature(text: str) -> tuple[int, ...]:
     return band_values(words, TEXT_BANDS) + band_values(lead_of(text), LEAD_BANDS)
 
 
-def near_keys(text: str) -> dict[str, str]:
-    """The state-store keys of a written item's bands: {"near0": "9f3a01c2", ...}."""
-    return {f"{STORE_KIND}{i}": f"{value:08x}" for i, value in enumerate(signature(text))}
+def near_keys(bands: tuple[int, ...]) -> dict[str, str]:
+    """The state-store keys of a written item's band values: {"near0": "9f3a01c2", ...}."""
+    return {f"{STORE_KIND}{i}": f"{value:08x}" for i, value in enumerate(bands)}
 
 
 def provisional_id(item: Item) -> int:
@@ -279,9 +279,12 @@ class Pending:
 
     item: Item
     own: int
-    bands: tuple[int, ...]
     hits: dict[int, tuple[int, int]] = field(default_factory=dict)
     stored: frozenset[int] = frozenset()
+
+    @property
+    def bands(self) -> tuple[int, ...]:
+        return self.item.near_bands
 
     def found(self, band: int, stories: set[int], stored: set[int]) -> Pending:
         hits = dict(self.hits)
@@ -525,7 +528,7 @@ def sign(element):
     """Unique Item -> Pending with its band values; a SourceUpdate passes by."""
     if not isinstance(element, Item):
         return element
-    return Pending(element, provisional_id(element), signature(element.text))
+    return Pending(replace(element, near_bands=signature(element.text)), provisional_id(element))
 
 
 class NearStory(beam.PTransform):
