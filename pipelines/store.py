@@ -44,7 +44,9 @@ class StateStore:
         self.path = Path(state_dir) / DB_NAME
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # A DoFn may be torn down on another thread than the one that set it up (Prism, portable runners);
+            # one DoFn instance never uses its store from two threads at once.
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
