@@ -70,7 +70,7 @@ class _StoreFn(ExpiringStateFn):
         self._kind = kind
 
     def earlier_story(self, key: str) -> str | None:
-        return self._store.story_of(self._kind, key) if self._store else None
+        return self._store.story_of(self._kind, key) if self._lookups else None
 
     def unique(self, item: Item) -> Item:
         return replace(item, story_id=item.story_id or story_id_of(item), sources=sources_of(item))

@@ -75,6 +75,9 @@ class StateStore:
         row = self._db.execute("SELECT story_id FROM seen WHERE kind = ? AND key = ?", (kind, key)).fetchone()
         return row[0] if row else None
 
+    def holds_written_items(self) -> bool:
+        return self._db.execute("SELECT 1 FROM seen LIMIT 1").fetchone() is not None
+
     def remember(self, written: list[tuple[str, dict[str, str]]], sink_path: str, offset: int) -> None:
         """Mark (story_id, {kind: key}) pairs as written, and the sink file as committed up to `offset`, at once."""
         with self._transaction():

@@ -154,7 +154,9 @@ def test_a_copy_of_a_story_an_earlier_run_wrote_joins_that_story(tmp_path):
         "text": LONG.text,
     }
     store = StateStore(tmp_path)
+    assert not store.holds_written_items()  # Deduplicate's steps skip their lookups in a store like this
     store.remember([written_keys(record)], "items.jsonl", 0)
+    assert store.holds_written_items()
     store.close()
     trimmed = item(
         "outlet",
