@@ -211,6 +211,19 @@ def test_missing_or_unreadable_model_file_says_to_run_make_train(tmp_path):
         load_model(garbage)
 
 
+def test_an_unchanged_model_file_is_read_once_and_a_rewritten_one_again(tmp_path, small_model):
+    path = tmp_path / "model.joblib"
+    small_model.save(path)
+    first = load_model(path)
+    assert load_model(path) is first
+    small_model.metadata["note"] = "retrained"
+    try:
+        small_model.save(path)
+    finally:
+        del small_model.metadata["note"]
+    assert load_model(path) is not first and load_model(path).metadata["note"] == "retrained"
+
+
 def test_saved_model_round_trips(tmp_path, small_model, corpus):
     path = tmp_path / "model.joblib"
     small_model.save(path)
