@@ -19,6 +19,11 @@ from tests.feedserver import Entry, rss
 ACTORS = ("Antonio Guterres", "Vladimir Putin", "Volodymyr Zelensky", "Sergei Lavrov")
 PLACES = ("Geneva", "Doha", "Nairobi", "Warsaw", "Hanoi", "Istanbul", "Cairo", "Oslo", "Bogota", "Jakarta", "Amman", "Dakar")
 BASE_TIME = datetime(2026, 11, 20, tzinfo=UTC)
+COPY_PARAMETER = "copy"  # a republished copy's link carries it (and keeps it through URL canonicalisation)
+
+
+def is_copy(url: str) -> bool:
+    return f"{COPY_PARAMETER}=" in url
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def generate(n_items: int, seed: int = 7, shape: Shape = Shape()) -> list[Entry]
                 Entry(
                     title="Republished: " + original.title,
                     text="<p>Photo: file</p>" + original.text + "<p>Read the original article</p>",
-                    link=original.link + "?utm_source=rss&copy=" + str(n),
+                    link=f"{original.link}?utm_source=rss&{COPY_PARAMETER}={n}",
                     published=original.published,
                 )
             )

@@ -30,11 +30,12 @@ import feedparser
 import requests
 
 from bench import fetch_throughput, stories
-from bench.corpus import feeds_of, generate
+from bench.corpus import feeds_of, generate, is_copy
 from classifiers.corpus import load_corpus, model_input
 from classifiers.topic_model import DEFAULT_MODEL_PATH, load_model
 from pipelines.actors import Matcher
 from pipelines.config import DEFAULT_WATCHLIST, load_watchlist
+from pipelines.sinks import ITEMS_FILE, read_json_lines
 from tests.feedserver import Entry, FeedServer, rss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +70,23 @@ def reference_seconds(urls: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def story_accuracy(entries: list, out: Path) -> dict:
+    """How the story stage did on the bench corpus: republished copies should all join their original's
+    story; distinct items (each shares some paragraphs with others, none is a copy) should all stay apart."""
+    written = {record["url"] for record in read_json_lines(out / ITEMS_FILE)}
+    copies = sum(1 for entry in entries if is_copy(entry.link))
+    copies_written = sum(1 for url in written if is_copy(url))
+    return {
+        "copies": copies,
+        "copies_merged": copies - copies_written,
+        "distinct": len(entries) - copies,
+        "distinct_merged": len(entries) - copies - (len(written) - copies_written),
+    }
+
+
 def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
-    feeds = feeds_of(generate(n_items), PER_FEED)
+    entries = generate(n_items)
+    feeds = feeds_of(entries, PER_FEED)
     with FeedServer() as server:
         for path, body in feeds.items():
             server.serve(path, body)
@@ -111,6 +127,7 @@ def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
         "reference_items_per_s": round(n_items / ref),
         "ratio_pipeline_to_reference": round(wall / ref, 2),
         "peak_rss_mib": round(max(kib for _, kib in pipeline) / 1024),
+        "stories_first_run": story_accuracy(entries, tmp / f"out-{n_items}-0"),
     }
 
 
@@ -290,6 +307,13 @@ def markdown(results: dict) -> str:
         f"steps, {d['all_dedup_state_bytes_per_item_in_stream']} bytes/item for all of Deduplicate in stream mode.",
     ]
     lines += [f"Fetching {row['feeds']} feeds, {row['scenario']}: {row['feeds_per_s']} feeds/s." for row in results["fetching"]]
+    lines += [
+        f"Stories at {row['items']} items (first run): {st['copies_merged']} of {st['copies']} republished copies joined their "
+        f"original's story; {st['distinct_merged']} of {st['distinct']} distinct items ({st['distinct_merged'] / st['distinct']:.1%}) "
+        "were merged into another story (they share paragraphs, none is a copy)."
+        for row in results["batch"]
+        for st in [row["stories_first_run"]]
+    ]
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [
         f"| {target} | {measured} | {'n/a' if met is None else 'yes' if met else 'no'} |"

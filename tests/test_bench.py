@@ -15,6 +15,9 @@ from bench.run import markdown, targets
 ROOT = Path(__file__).resolve().parent.parent
 
 
+STORIES = {"copies": 1000, "copies_merged": 1000, "distinct": 19000, "distinct_merged": 380}
+
+
 def results_with(ratio: float, p95: float, state_bytes: float, rss: int) -> dict:
     return {
         "date": "2026-11-27",
@@ -31,6 +34,7 @@ def results_with(ratio: float, p95: float, state_bytes: float, rss: int) -> dict
                 "pipeline_items_per_s": 3333,
                 "reference_items_per_s": 3333,
                 "peak_rss_mib": 500,
+                "stories_first_run": STORIES,
             },
             {
                 "items": 100_000,
@@ -42,6 +46,7 @@ def results_with(ratio: float, p95: float, state_bytes: float, rss: int) -> dict
                 "pipeline_items_per_s": 3333,
                 "reference_items_per_s": 3333,
                 "peak_rss_mib": rss,
+                "stories_first_run": STORIES,
             },
         ],
         "annotation": {"classifier_items_per_s": 1, "matcher_items_per_s": 1},
@@ -69,6 +74,7 @@ def test_targets_are_judged_as_the_issue_states_them():
     table = markdown(results_with(6.07, 2.35, 175.2, 1254))
     assert "| batch ratio <= 1.0 at 20,000 items | 6.07 | no |" in table
     assert "| stream alert p95 <= 4 s | 2.35 s | yes |" in table
+    assert "1000 of 1000 republished copies joined their original's story; 380 of 19000 distinct items (2.0%)" in table
 
 
 def test_make_bench_at_toy_sizes_writes_every_measurement(tmp_path):
@@ -94,6 +100,9 @@ def test_make_bench_at_toy_sizes_writes_every_measurement(tmp_path):
     [row] = results["batch"]
     assert (row["items"], row["feeds"], row["runs"]) == (600, 2, 1)
     assert row["pipeline_s"] > 0 and row["reference_s"] > 0 and row["peak_rss_mib"] > 0
+    stories = row["stories_first_run"]
+    assert stories["copies"] + stories["distinct"] == 600 and 0 < stories["copies"] < 100
+    assert stories["copies_merged"] == stories["copies"]  # every republished copy joins its original's story
     assert row["ratio_pipeline_to_reference"] == pytest.approx(
         row["pipeline_s"] / row["reference_s"], rel=0.05
     )  # of rounded times
