@@ -51,6 +51,10 @@ MAX_STATE_BYTES = 200  # dedup state per remembered item
 MAX_RSS_MIB = 2048  # peak memory at 100,000 items
 
 
+def newswatch_run(config: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "run", "--feeds", str(config), "--out", str(out), *args]
+
+
 def run_command(args: list[str]) -> tuple[float, int]:
     """Wall seconds and peak resident KiB of one child process."""
     started = time.perf_counter()
@@ -97,21 +101,8 @@ def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
         reference = [reference_seconds([server.url(p) for p in feeds]) for _ in range(runs)]
         pipeline = [
             run_command(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipelines.cli",
-                    "run",
-                    "--feeds",
-                    str(config),
-                    "--out",
-                    str(tmp / f"out-{n_items}-{k}"),
-                    "--max-entries",
-                    str(PER_FEED),
-                    # One loopback host: the reference loop waits for nobody, so neither does newswatch here.
-                    "--host-spacing",
-                    "0",
-                ]
+                # One loopback host: the reference loop waits for nobody, so neither does newswatch here.
+                newswatch_run(config, tmp / f"out-{n_items}-{k}", "--max-entries", str(PER_FEED), "--host-spacing", "0")
             )
             for k in range(runs)
         ]
@@ -168,20 +159,7 @@ def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
         config = tmp / "live.yaml"
         config.write_text(json.dumps({"feeds": [{"name": "live", "url": server.url("/live.xml"), "interval": interval_s}]}))
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipelines.cli",
-                "run",
-                "--feeds",
-                str(config),
-                "--out",
-                str(out),
-                "--mode",
-                "stream",
-                "--tick",
-                "0.25",
-            ],
+            newswatch_run(config, out, "--mode", "stream", "--tick", "0.25"),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
