@@ -124,7 +124,8 @@ def batch_replay(n_items: int, runs: int, tmp: Path) -> dict:
 
 def annotation_throughput(runs: int) -> dict:
     examples = load_corpus()
-    texts = [model_input(e.title, e.text) for e in examples] * 4
+    items = [e.parts for e in examples] * 4
+    texts = [model_input(*item) for item in items]
     model, matcher = load_model(DEFAULT_MODEL_PATH), Matcher(load_watchlist(DEFAULT_WATCHLIST))
 
     def rate(work) -> float:
@@ -137,7 +138,7 @@ def annotation_throughput(runs: int) -> dict:
 
     return {
         "texts": len(texts),
-        "classifier_items_per_s": rate(lambda: [model.predict(texts[i : i + 500]) for i in range(0, len(texts), 500)]),
+        "classifier_items_per_s": rate(lambda: [model.predict(items[i : i + 500]) for i in range(0, len(items), 500)]),
         "matcher_items_per_s": rate(lambda: [matcher.find(text) for text in texts]),
     }
 

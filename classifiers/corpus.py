@@ -39,6 +39,11 @@ class Example:
     def content(self) -> str:
         return model_input(self.title, self.text)
 
+    @property
+    def parts(self) -> tuple[str, str]:
+        """(title, text), as TopicModel.predict takes an item."""
+        return self.title, self.text
+
 
 def model_input(title: str, text: str) -> str:
     """The one string the model sees for an item: its title, then its text."""

@@ -143,12 +143,12 @@ def confusion_record(example: Example, score: float) -> dict:
 
 def measure_throughput(
     model: TopicModel,
-    texts: list[str],
+    texts: list[tuple[str, str]],
     batch_size: int = THROUGHPUT_BATCH,
     items: int = THROUGHPUT_ITEMS,
     repeats: int = THROUGHPUT_REPEATS,
 ) -> dict:
-    """Items per second of model.predict alone, on `items` texts (cycled) in batches of `batch_size`.
+    """Items per second of model.predict alone, on `items` (title, text) pairs (cycled) in batches of `batch_size`.
 
     One untimed warm-up batch first; the figure is the median over `repeats` timed passes, so a
     neighbour briefly busy on a shared machine moves it less than a mean would.
@@ -171,14 +171,14 @@ def measure_throughput(
     }
 
 
-def evaluate(model: TopicModel, examples: list[Example], throughput_texts: list[str] | None = None) -> dict:
+def evaluate(model: TopicModel, examples: list[Example], throughput_texts: list[tuple[str, str]] | None = None) -> dict:
     """The model and the keyword baseline on `examples` (the test split) -> the report as a dict.
 
     Throughput is measured on `throughput_texts` where given, and left out otherwise.
     """
     texts = [example.content for example in examples]
     truth = label_matrix(examples)
-    predictions = model.predict(texts)
+    predictions = model.predict([example.parts for example in examples])
     scores = np.array([[p.scores[label] for label in TOPICS] for p in predictions]).reshape(-1, len(TOPICS))
     predicted = topic_matrix([p.topics for p in predictions])
     baseline = topic_matrix(KeywordBaseline().predict(texts))
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if model.metadata.get("training_data_hash") != corpus_hash(examples):
         print(f"evaluate: {args.model} was trained on another version of the corpus; run `make train` first", file=sys.stderr)
         return 2
-    report = evaluate(model, split(examples)["test"], throughput_texts=[example.content for example in examples])
+    report = evaluate(model, split(examples)["test"], throughput_texts=[example.parts for example in examples])
     out = args.out or args.model.parent / "evaluation.json"
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(format_report(report))

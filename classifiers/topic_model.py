@@ -8,6 +8,7 @@ knows: anything else is refused with a message that says to run `make train`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
@@ -16,7 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import sklearn
-from scipy.sparse import csr_array, csr_matrix
+from scipy.sparse import csr_array, csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -24,6 +25,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils._sparse import _align_api_if_sparse  # what the stock _count_vocab returns through
 
 from classifiers import TOPICS
+from classifiers.passages import passage_spans
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "model" / "topic_model.joblib"
 EVIDENCE_TERMS = 3
@@ -48,13 +50,17 @@ class ModelLoadError(RuntimeError):
 class TopicPrediction:
     """One item's annotation.
 
-    `topics` are the asserted topics in TOPICS order, `scores` every topic's probability,
-    `terms` for each asserted topic the words of the item that raised its score most.
+    `topics` are the asserted topics in TOPICS order, `scores` every topic's probability (the highest
+    over the item's scored units, see `TopicModel.predict`), `terms` for each asserted topic the words
+    that raised its score most, and `passages` for each asserted topic the (start, end) span of the
+    item's text that carries it: the passage that scored highest, or the whole text for an item of
+    one passage ((0, 0) for a headline without text).
     """
 
     topics: tuple[str, ...]
     scores: dict[str, float]
     terms: dict[str, list[str]] = field(default_factory=dict)
+    passages: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class WordCachedCharVectorizer(TfidfVectorizer):
@@ -106,6 +112,35 @@ def _count_matrix(columns: np.ndarray, row_lengths: list[int], width: int) -> cs
     return csr_array((np.ones(len(columns)), columns, indptr), shape=(len(row_lengths), width))
 
 
+def _units(items: Sequence[tuple[str, str]]) -> tuple[list[str], csr_array, list[tuple[int, int]], list[int]]:
+    """Items -> their segments (title, then each passage), the units to score as rows over those segments,
+    each unit's span in its item's text, and how many units each item has (its rows follow each other)."""
+    segments: list[str] = []
+    rows: list[list[int]] = []
+    spans: list[tuple[int, int]] = []
+    owners: list[int] = []
+    for title, text in items:
+        passages = passage_spans(text)
+        head = len(segments)
+        segments.append(title.strip())
+        segments.extend(text[start:end] for start, end in passages)
+        body = list(range(head + 1, head + 1 + len(passages)))
+        rows.append([head, *body])
+        spans.append((0, len(text.rstrip())) if passages else (0, 0))
+        if len(passages) > 1:
+            for i, span in enumerate(passages):
+                rows.append([head, body[i]])
+                spans.append(span)
+            for i in range(len(passages) - 1):
+                rows.append([head, body[i], body[i + 1]])
+                spans.append((passages[i][0], passages[i + 1][1]))
+        owners.append(len(rows) - sum(owners))
+    indptr = np.cumsum([0, *map(len, rows)])
+    columns = np.fromiter(chain.from_iterable(rows), np.int64)
+    units = csr_array((np.ones(len(columns)), columns, indptr), shape=(len(rows), len(segments)))
+    return segments, units, spans, owners
+
+
 def build_estimator(seed: int) -> Pipeline:
     """An unfitted pipeline: list of texts -> one probability per topic.
 
@@ -147,23 +182,47 @@ class TopicModel:
     def version(self) -> str:
         return str(self.metadata.get("version", "unknown"))
 
-    def predict(self, texts: list[str]) -> list[TopicPrediction]:
-        """Texts (see corpus.model_input) -> one TopicPrediction each, in order."""
-        if not texts:
+    def predict(self, items: Sequence[tuple[str, str]]) -> list[TopicPrediction]:
+        """(title, text) pairs -> one TopicPrediction each, in order.
+
+        Each item is scored as a whole (title then text, as the model was trained) and, where its text has
+        several passages (classifiers.passages), as its title with each passage and with each pair of
+        neighbouring passages; a topic's score is the highest of these. The text is counted once: a unit's
+        counts are sums of its segments' counts (n-grams never cross a word, so they add up), and only the
+        TF-IDF weighting and the classifier run per unit.
+        """
+        if not items:
             return []
-        features = self.estimator.named_steps["features"].transform(texts)
+        segments, units, unit_spans, owners = _units(items)
+        features = self._features(segments, units)
         classifier = self.estimator.named_steps["classifier"]
         probabilities = classifier.predict_proba(features)
         predictions = []
-        for row in range(len(texts)):
-            scores = {label: round(float(probabilities[row, k]), 4) for k, label in enumerate(self.labels)}
+        first = 0
+        for count in owners:
+            block = probabilities[first : first + count]
+            # The evidence is the passage-level unit that scores highest (the whole item where it is one passage).
+            evidence_rows = first + (block[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
+            scores = {label: round(float(top), 4) for label, top in zip(self.labels, block.max(axis=0), strict=True)}
             topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[label])
+            first += count
+            evidence = {label: int(evidence_rows[self.labels.index(label)]) for label in topics}
             terms = {
                 label: self._top_terms(features[row], classifier.estimators_[self.labels.index(label)].coef_[0])
-                for label in topics
+                for label, row in evidence.items()
             }
-            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms))
+            passages = {label: unit_spans[row] for label, row in evidence.items()}
+            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages))
         return predictions
+
+    def _features(self, segments: list[str], units: csr_array) -> csr_matrix:
+        """The feature rows of units made of segments: each vectorizer counts the segments once, then the
+        units' summed counts are TF-IDF weighted, as the fitted FeatureUnion would weight each unit's text."""
+        blocks = []
+        for _, vectorizer in self.estimator.named_steps["features"].transformer_list:
+            _, counts = vectorizer._count_vocab(segments, fixed_vocab=True)
+            blocks.append(vectorizer._tfidf.transform(csr_matrix(units @ counts), copy=False))
+        return hstack(blocks, format="csr")
 
     def _top_terms(self, row: csr_matrix, weights: np.ndarray) -> list[str]:
         """The features of one text whose weight times value raised the score most.

@@ -52,7 +52,8 @@ def build_alert(annotated: Annotated, rules: AlertRules) -> dict | None:
     record = annotated.to_json()
     del record["text"], record["published_estimated"]
     record["topics"] = topics
-    record["evidence"]["topics"] = {topic: record["evidence"]["topics"][topic] for topic in topics}
+    for part in ("topics", "passages"):
+        record["evidence"][part] = {topic: found for topic, found in record["evidence"][part].items() if topic in topics}
     return {"alert_id": alert_id_of(annotated.item.story_id, actors, topics), **record}
 
 

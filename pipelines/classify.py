@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from classifiers.corpus import model_input
 from classifiers.topic_model import TopicModel, load_model
 from pipelines import telemetry
 from pipelines.records import Annotated, Item
@@ -20,8 +19,8 @@ MAX_BATCH = 500
 
 
 def annotate_topics(model: TopicModel, items: Sequence[Item]) -> list[Annotated]:
-    predictions = model.predict([model_input(item.title, item.text) for item in items])
-    return [Annotated(item, p.topics, p.scores, p.terms) for item, p in zip(items, predictions, strict=True)]
+    predictions = model.predict([(item.title, item.text) for item in items])
+    return [Annotated(item, p.topics, p.scores, p.terms, passages=p.passages) for item, p in zip(items, predictions, strict=True)]
 
 
 class TopicModelHandler(ModelHandler[Item, Annotated, TopicModel]):

@@ -22,11 +22,11 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from classifiers.corpus import model_input
 from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, load_model
 from pipelines import __version__, telemetry
 from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
+from pipelines.furniture import strip_furniture
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
 from pipelines.sinks import ALERTS_FILE, ITEMS_FILE, SUMMARY_FILE, adopt_written_items, read_json_lines, write_summary
@@ -164,7 +164,8 @@ def annotate(argv: list[str]) -> int:
         except (json.JSONDecodeError, AttributeError) as err:
             print(f"newswatch annotate: stdin line {number} is not a JSON object ({err}); skipped", file=sys.stderr)
             continue
-        prediction = model.predict([model_input(title, text)])[0]
+        text = strip_furniture(title, text)
+        prediction = model.predict([(title, text)])[0]
         actors = sorted({m.actor for m in mentions_in(matcher, title, text)})
         print(
             json.dumps(

@@ -10,11 +10,13 @@ import calendar
 import hashlib
 import re
 import unicodedata
+from functools import lru_cache
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import apache_beam as beam
 
+from pipelines.furniture import strip_furniture
 from pipelines.records import DeadLetter, Item
 
 DEAD_LETTER = "dead_letter"
@@ -53,19 +55,6 @@ _TRACKING_PARAMS = re.compile(
     re.I,
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Page furniture that outlets wrap around the same story; matched against whole lines.
-_BOILERPLATE_LINE = re.compile(
-    r"^\s*(?:"
-    r"(?:photo|image|picture|pictured|credit|file photo|foto|фото|ảnh|zdjęcie)\s*[:/|©-].*"
-    r"|read (?:the original article|more|also)\b.*|back to top|top of page|share (?:this|on)\b.*"
-    r"|sign up\b.*|subscribe\b.*|follow us\b.*|advertisement|related(?: stories| articles)?\s*:?.*"
-    r"|click here\b.*|continue reading\b.*|this article was (?:first |originally )?published\b.*"
-    r"|lire aussi\b.*|lire la suite\b.*|leer más\b.*|lea también\b.*|читайте также\b.*|читайте також\b.*"
-    r"|czytaj (?:też|także|więcej)\b.*|xem thêm\b.*|đọc thêm\b.*"
-    r"|(?:world|news|europe|politics|africa|middle east|asia)(?:\s*[|›>/]\s*\w[\w ]*)+"
-    r")\s*$",
-    re.I,
-)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -100,18 +89,18 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+@lru_cache(maxsize=1024)
 def html_to_text(html: str) -> str:
-    """Visible text of an HTML fragment: entities unescaped, scripts and styles dropped, one line per block."""
+    """Visible text of an HTML fragment: entities unescaped, scripts and styles dropped, one line per block.
+
+    Remembered for the last bodies: ParseEntries reads a poll's bodies to find its repeated lines, and
+    Normalise reads the same bodies right after it in the same worker."""
     extractor = _TextExtractor()
     extractor.feed(html or "")
     extractor.close()
     text = unicodedata.normalize("NFC", "".join(extractor.parts))
     lines = (re.sub(r"[ \t\r\f\v\u00a0]+", " ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
-
-
-def strip_boilerplate(text: str) -> str:
-    return "\n".join(line for line in text.split("\n") if not _BOILERPLATE_LINE.match(line))
 
 
 def canonical_url(url: str) -> str:
@@ -164,7 +153,7 @@ def publication_time(published: tuple | None, fetched_at: float) -> tuple[float,
 
 def normalise_entry(raw: dict) -> Item:
     title = " ".join(html_to_text(raw.get("title", "")).split())
-    text = strip_boilerplate(html_to_text(raw.get("body_html", "")))
+    text = strip_furniture(title, html_to_text(raw.get("body_html", "")), frozenset(raw.get("repeated_lines", ())))
     if not title and not text:
         raise NormaliseError("entry has neither a title nor any text")
     url = canonical_url(raw.get("link", ""))

@@ -23,6 +23,8 @@ import feedparser
 from charset_normalizer.md import mess_ratio
 
 from pipelines import telemetry
+from pipelines.furniture import repeated_lines
+from pipelines.normalise import html_to_text
 from pipelines.records import FeedResponse, FeedStatus
 
 STATUS = "status"
@@ -161,8 +163,16 @@ class ParseEntriesFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             STATUS, FeedStatus(response.feed, True, len(entries), "", response.fetched_at, response.cut)
         )
+        # Lines that stand in several of this poll's items are the site's furniture (see pipelines.furniture).
+        repeated = repeated_lines(html_to_text(entry["body_html"]) for entry in entries) if len(entries) > 1 else frozenset()
         for entry in entries:
-            yield {**entry, "feed": response.feed, "feed_url": response.url, "fetched_at": response.fetched_at}
+            yield {
+                **entry,
+                "feed": response.feed,
+                "feed_url": response.url,
+                "fetched_at": response.fetched_at,
+                "repeated_lines": repeated,
+            }
 
 
 class ParseEntries(beam.PTransform):

@@ -83,6 +83,7 @@ class Annotated:
     scores: dict[str, float]
     terms: dict[str, list[str]] = field(default_factory=dict)
     mentions: tuple[Mention, ...] = ()
+    passages: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> span of the text that carries it
 
     @property
     def actors(self) -> list[str]:
@@ -107,6 +108,11 @@ class Annotated:
             "evidence": {
                 "actors": [asdict(mention) for mention in self.mentions],
                 "topics": {topic: self.terms.get(topic, []) for topic in self.topics},
+                "passages": {
+                    topic: {"start": start, "end": end, "field": "text" if end else "title"}
+                    for topic, (start, end) in self.passages.items()
+                    if topic in self.topics
+                },
             },
         }
 

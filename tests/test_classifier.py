@@ -111,10 +111,11 @@ def test_split_is_fixed_by_id_and_keeps_the_test_split_apart(corpus):
 def test_training_is_deterministic(small_corpus, small_model, corpus):
     again = train(small_corpus, seed=7)
     texts = [e.content for e in corpus[1::40]]
+    items = [e.parts for e in corpus[1::40]]
     assert again.thresholds == small_model.thresholds
     assert again.metadata == small_model.metadata
     np.testing.assert_array_equal(again.estimator.predict_proba(texts), small_model.estimator.predict_proba(texts))
-    assert [p.scores for p in again.predict(texts)] == [p.scores for p in small_model.predict(texts)]
+    assert [p.scores for p in again.predict(items)] == [p.scores for p in small_model.predict(items)]
 
 
 def test_training_never_reads_the_test_split(small_corpus, monkeypatch):
@@ -228,8 +229,8 @@ def test_saved_model_round_trips(tmp_path, small_model, corpus):
     path = tmp_path / "model.joblib"
     small_model.save(path)
     loaded = load_model(path)
-    texts = [e.content for e in corpus[::97]]
-    assert loaded.predict(texts) == small_model.predict(texts)
+    items = [e.parts for e in corpus[::97]]
+    assert loaded.predict(items) == small_model.predict(items)
     assert loaded.version == small_model.version
 
 
@@ -259,7 +260,7 @@ def test_word_cached_char_features_equal_the_stock_vectorizer(corpus):
 
 def test_explanations_are_words_of_the_item_for_every_asserted_topic(model, corpus):
     examples = split(corpus)["test"]
-    predictions = model.predict([e.content for e in examples])
+    predictions = model.predict([e.parts for e in examples])
     asserted = 0
     for example, prediction in zip(examples, predictions, strict=True):
         assert set(prediction.terms) == set(prediction.topics)
@@ -273,7 +274,7 @@ def test_explanations_are_words_of_the_item_for_every_asserted_topic(model, corp
 
 def test_prediction_shape(model):
     assert model.predict([]) == []
-    [headline, unrelated] = model.predict(["Israel and Hamas agree to extend Gaza truce by two days", "Bakery wins bread award"])
+    [headline, unrelated] = model.predict([("Israel and Hamas agree to extend Gaza truce by two days", ""), ("Bakery wins bread award", "")])
     assert headline.topics == ("ceasefire",)
     assert "truce" in headline.terms["ceasefire"]
     assert unrelated.topics == () and unrelated.terms == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.furniture import strip_furniture
 from pipelines.normalise import (
     NormaliseError,
     canonical_url,
@@ -11,7 +12,6 @@ from pipelines.normalise import (
     html_to_text,
     normalise_entry,
     publication_time,
-    strip_boilerplate,
 )
 
 
@@ -21,11 +21,6 @@ def test_html_to_text_unescapes_and_drops_scripts_and_styles():
         "<style>p{}</style><img src=x onerror=alert(2)><p>Second <b>para</b></p>"
     )
     assert html_to_text(html) == "Talks in Genève & Doha “soon”\nSecond para"
-
-
-def test_boilerplate_lines_are_removed_but_story_lines_stay():
-    text = "Photo: Reuters / file\nThe convoy crossed at dawn.\nRead the original article\nBack to top\nShare this article\nWorld | Europe\nЧитайте также: другое"
-    assert strip_boilerplate(text) == "The convoy crossed at dawn."
 
 
 @pytest.mark.parametrize(
@@ -51,7 +46,7 @@ def test_canonical_url(url, expected):
 
 def test_fingerprint_ignores_case_punctuation_and_page_furniture():
     body = "The ceasefire took effect at noon on Sunday, officials said, and both sides pulled back heavy guns."
-    wrapped = strip_boilerplate("Photo: file\n" + body.upper().replace(",", " ;") + "\nRead more: other news")
+    wrapped = strip_furniture("Headline A", "Photo: file\n" + body.upper().replace(",", " ;") + "\nRead more: other news")
     assert fingerprint("Headline A", body) == fingerprint("Another headline", wrapped)
     assert fingerprint("Headline A", body) != fingerprint("Headline A", body.replace("noon", "midnight"))
 
