@@ -87,6 +87,27 @@ _HYPHENS = "-‐‑"
 # (folded) so that inflected forms (заместителя, бывшего, zastępcy, byłego) count too.
 _QUALIFIER_WORDS = frozenset({"deputy", "under", "assistant", "vice", "former", "ex", "acting", "interim", "экс", "екс", "wice"})
 _QUALIFIER_STEMS = ("замест", "замглав", "бывш", "заступник", "колишн", "zastep", "był")
+# A role named as someone else's relation to its holder: "the UN chief's predecessor", "the predecessor of the
+# UN chief", "предшественник генсека ООН". Folded stems, so inflected forms count (предшественника, poprzednika).
+_RELATION_STEMS = (
+    "predecess",
+    "successor",
+    "predecesseur",
+    "successeur",
+    "predecesor",
+    "sucesor",
+    "предшествен",
+    "преемник",
+    "попередник",
+    "наступник",
+    "poprzedni",
+    "nastepc",
+    "następc",
+    "tien nhiem",
+    "ke nhiem",
+)
+_RELATION_BEFORE = re.compile(r"(?:^|\W)(" + "|".join(map(re.escape, _RELATION_STEMS)) + r")\w*(?:\s+\w+){0,3}\s+$")
+_RELATION_AFTER = re.compile(r"(?:['’]s)?\s+(?:\w+\s+)?(?:" + "|".join(map(re.escape, _RELATION_STEMS)) + ")")
 _SEPARATORS = re.compile(r"[\s\-‐‑]+")
 _PREVIOUS_WORD = re.compile(r"(\w+)\s+$")
 _NEXT_WORD = re.compile(r"[ \t\u00a0]+(\w)")
@@ -221,8 +242,8 @@ class Matcher:
 
 def _stands_alone(text: str, folded: str, origin: Sequence[int], start: int, end: int, names_at: set[int]) -> bool:
     """Whether a role found at start:end of the folded text is the role itself: not inside a longer title
-    ("Deputy UN chief", "Under-Secretary-General", "Secretary-General-designate") and not a title
-    followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
+    ("Deputy UN chief", "Under-Secretary-General", "Secretary-General-designate"), not named as another
+    person's relation to it ("the UN chief's predecessor"), and not a title followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
     or, in a Title-Cased Headline where every word is capitalised, if a watchlist name does)."""
     if (start >= 2 and folded[start - 1] in _HYPHENS and folded[start - 2].isalnum()) or (
         end + 1 < len(folded) and folded[end] in _HYPHENS and folded[end + 1].isalnum()
@@ -230,6 +251,8 @@ def _stands_alone(text: str, folded: str, origin: Sequence[int], start: int, end
         return False
     before = _PREVIOUS_WORD.search(folded, max(0, start - 40), start)
     if before and (before.group(1) in _QUALIFIER_WORDS or before.group(1).startswith(_QUALIFIER_STEMS)):
+        return False
+    if _RELATION_BEFORE.search(folded, max(0, start - 60), start) or _RELATION_AFTER.match(folded, end):
         return False
     after = _NEXT_WORD.match(folded, end)
     if not after:

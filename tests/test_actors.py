@@ -100,6 +100,10 @@ def test_role_aliases_count_only_within_their_dates(text, published, actors):
         "заместитель генсека ООН выступил",
         "former UN chief Ban Ki-moon wrote",
         "the Russian President Dmitry Medvedev said",  # followed by another person's name
+        "the UN chief's predecessor toured the region",  # another person, named by their relation to the role
+        "the UN chief’s likely successor",
+        "the predecessor of the UN chief said",
+        "предшественник генсека ООН заявил",
     ],
 )
 def test_roles_inside_longer_titles_or_before_another_name_do_not_count(text):
