@@ -18,7 +18,6 @@ MIN_WORDS = 25
 MAX_WORDS = 90
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…。])\s+")
-_WORD = re.compile(r"\S+")
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -32,7 +31,7 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _words(text: str, start: int, end: int) -> int:
-    return len(_WORD.findall(text, start, end))
+    return len(text[start:end].split())
 
 
 def passage_spans(text: str) -> list[tuple[int, int]]:

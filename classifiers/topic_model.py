@@ -17,7 +17,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import sklearn
-from scipy.sparse import csr_array, csr_matrix, hstack
+from scipy.sparse import csr_array, csr_matrix
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -73,7 +74,7 @@ class WordCachedCharVectorizer(TfidfVectorizer):
     which made it a third of the pipeline's time on long news texts.
     """
 
-    def _count_vocab(self, raw_documents, fixed_vocab):
+    def _count_vocab(self, raw_documents, fixed_vocab, sort_indices=True):
         if not fixed_vocab or self.analyzer != "char_wb":
             return super()._count_vocab(raw_documents, fixed_vocab)
         preprocess = self.build_preprocessor()
@@ -86,7 +87,8 @@ class WordCachedCharVectorizer(TfidfVectorizer):
             np.concatenate([np.zeros(0, np.int32), *ngrams]), list(map(len, ngrams)), len(self.vocabulary_)
         )
         counts = (docs_by_words @ words_by_ngrams).astype(self.dtype)
-        counts.sort_indices()  # as the stock transform leaves them
+        if sort_indices:  # as the stock transform leaves them; TopicModel.predict needs no order and skips it
+            counts.sort_indices()
         return self.vocabulary_, _align_api_if_sparse(counts)
 
     def _ngram_columns(self, word: str) -> np.ndarray:
@@ -131,7 +133,7 @@ def _units(items: Sequence[tuple[str, str]]) -> tuple[list[str], csr_array, list
             for i, span in enumerate(passages):
                 rows.append([head, body[i]])
                 spans.append(span)
-            for i in range(len(passages) - 1):
+            for i in range(len(passages) - 1 if len(passages) > 2 else 0):  # with two, their pair is the whole item
                 rows.append([head, body[i], body[i + 1]])
                 spans.append((passages[i][0], passages[i + 1][1]))
         owners.append(len(rows) - sum(owners))
@@ -177,6 +179,13 @@ class TopicModel:
         self._readable_word = np.array(
             [name.startswith("word__") and len(term) >= EVIDENCE_MIN_CHARS for name, term in zip(names, self._terms, strict=True)]
         )
+        # The fitted logistic regressions as one (features x topics) weight matrix, cut along the feature blocks:
+        # predict scores each vectorizer's block against its own rows, with no stacked feature matrix.
+        estimators = estimator.named_steps["classifier"].estimators_
+        self._vectorizers = [vectorizer for _, vectorizer in estimator.named_steps["features"].transformer_list]
+        self._offsets = np.cumsum([0, *(len(v.vocabulary_) for v in self._vectorizers)])
+        self._weights = np.column_stack([e.coef_[0] for e in estimators])
+        self._intercepts = np.array([e.intercept_[0] for e in estimators])
 
     @property
     def version(self) -> str:
@@ -194,44 +203,55 @@ class TopicModel:
         if not items:
             return []
         segments, units, unit_spans, owners = _units(items)
-        features = self._features(segments, units)
-        classifier = self.estimator.named_steps["classifier"]
-        probabilities = classifier.predict_proba(features)
+        blocks = [
+            vectorizer._tfidf.transform(csr_matrix(units @ self._segment_counts(vectorizer, segments)), copy=False)
+            for vectorizer in self._vectorizers
+        ]
+        decision = self._intercepts + sum(
+            block @ self._weights[start:end] for block, start, end in zip(blocks, self._offsets, self._offsets[1:], strict=False)
+        )
+        probabilities = expit(decision)  # what each topic's LogisticRegression.predict_proba gives
         predictions = []
         first = 0
         for count in owners:
-            block = probabilities[first : first + count]
+            unit_scores = probabilities[first : first + count]
             # The evidence is the passage-level unit that scores highest (the whole item where it is one passage).
-            evidence_rows = first + (block[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
-            scores = {label: round(float(top), 4) for label, top in zip(self.labels, block.max(axis=0), strict=True)}
+            evidence_rows = first + (unit_scores[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
+            scores = {label: round(float(top), 4) for label, top in zip(self.labels, unit_scores.max(axis=0), strict=True)}
             topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[label])
             first += count
             evidence = {label: int(evidence_rows[self.labels.index(label)]) for label in topics}
-            terms = {
-                label: self._top_terms(features[row], classifier.estimators_[self.labels.index(label)].coef_[0])
-                for label, row in evidence.items()
-            }
+            terms = {label: self._top_terms(blocks, row, self.labels.index(label)) for label, row in evidence.items()}
             passages = {label: unit_spans[row] for label, row in evidence.items()}
             predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages))
         return predictions
 
-    def _features(self, segments: list[str], units: csr_array) -> csr_matrix:
-        """The feature rows of units made of segments: each vectorizer counts the segments once, then the
-        units' summed counts are TF-IDF weighted, as the fitted FeatureUnion would weight each unit's text."""
-        blocks = []
-        for _, vectorizer in self.estimator.named_steps["features"].transformer_list:
-            _, counts = vectorizer._count_vocab(segments, fixed_vocab=True)
-            blocks.append(vectorizer._tfidf.transform(csr_matrix(units @ counts), copy=False))
-        return hstack(blocks, format="csr")
+    def score_matrix(self, items: Sequence[tuple[str, str]]) -> np.ndarray:
+        """(title, text) pairs -> their scores as a matrix (items x TOPICS), as `predict` scores them."""
+        scores = [[prediction.scores[label] for label in self.labels] for prediction in self.predict(items)]
+        return np.array(scores, dtype=float).reshape(-1, len(self.labels))
 
-    def _top_terms(self, row: csr_matrix, weights: np.ndarray) -> list[str]:
-        """The features of one text whose weight times value raised the score most.
+    @staticmethod
+    def _segment_counts(vectorizer: TfidfVectorizer, segments: list[str]):
+        if isinstance(vectorizer, WordCachedCharVectorizer):
+            return vectorizer._count_vocab(segments, fixed_vocab=True, sort_indices=False)[1]
+        return vectorizer._count_vocab(segments, fixed_vocab=True)[1]
+
+    def _top_terms(self, blocks: list[csr_matrix], row: int, topic: int) -> list[str]:
+        """The features of one unit whose weight times value raised the topic's score most.
 
         Words are shown where any readable word pushed the score up; a text whose evidence lies
         only in character n-grams (an inflection the training data never had as a word) shows those.
         """
-        indices = row.indices
-        contributions = row.data * weights[indices]
+        # The row's cells in each block, as columns of the whole feature space.
+        indices = np.concatenate(
+            [
+                block.indices[block.indptr[row] : block.indptr[row + 1]] + offset
+                for block, offset in zip(blocks, self._offsets, strict=False)
+            ]
+        )
+        values = np.concatenate([block.data[block.indptr[row] : block.indptr[row + 1]] for block in blocks])
+        contributions = values * self._weights[indices, topic]
         positive = contributions > 0
         chosen = positive & self._readable_word[indices]
         if not chosen.any():
