@@ -2,8 +2,7 @@
 
 A long page reports its topic in one or two paragraphs among background, quotes and other news;
 scored as a whole, that paragraph is diluted by the length of the page. The model scores the
-headline with each passage (and with each pair of neighbouring passages, for a topic told across a
-paragraph break) as well as the whole item, and a topic is asserted where any of them carries it.
+headline with each passage as well as the whole item, and a topic is asserted where any of them carries it.
 
 Passages are disjoint spans of the text, so their counts add up to the whole item's (see
 `TopicModel.predict`): paragraphs (lines), a short one joined to the next until it has

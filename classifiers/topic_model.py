@@ -64,47 +64,64 @@ class TopicPrediction:
     passages: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-class WordCachedCharVectorizer(TfidfVectorizer):
-    """A `char_wb` TfidfVectorizer that transforms to the same values, faster.
+class WordCachedVectorizer(TfidfVectorizer):
+    """A `char_wb` or single-word TfidfVectorizer that transforms to the same values, faster.
 
-    `char_wb` n-grams never cross a word boundary, so a batch's n-gram counts are the product of
-    two sparse matrices: documents x words (how often each word occurs) and words x n-grams (each
-    word's own n-gram counts). A word is cut into n-grams and looked up in the vocabulary once, then
-    remembered. The stock transform does that for every occurrence of every n-gram in pure Python,
-    which made it a third of the pipeline's time on long news texts.
+    Neither `char_wb` n-grams nor word tokens cross white space, so a batch's counts are the product of
+    two sparse matrices: documents x words (how often each white-space-separated word occurs) and
+    words x features (each word's own n-grams or tokens). A word is cut up and looked up in the
+    vocabulary once, then remembered. The stock transform does that for every occurrence of every
+    feature in pure Python, which made it a third of the pipeline's time on long news texts.
     """
 
-    def _count_vocab(self, raw_documents, fixed_vocab, sort_indices=True):
-        if not fixed_vocab or self.analyzer != "char_wb":
+    def _count_vocab(self, raw_documents, fixed_vocab):
+        if not fixed_vocab or not self._cacheable():
             return super()._count_vocab(raw_documents, fixed_vocab)
+        docs_by_words, words_by_features = self._word_matrices(raw_documents)
+        counts = (docs_by_words @ words_by_features).astype(self.dtype)
+        counts.sort_indices()  # as the stock transform leaves them
+        return self.vocabulary_, _align_api_if_sparse(counts)
+
+    def unit_counts(self, units: csr_array, segments: list[str]) -> csr_matrix:
+        """The feature counts of units that are sums of segments (rows of `units` over `segments`): the same
+        as counting each unit's text, with no per-segment matrix in between (units x words first, which is small)."""
+        docs_by_words, words_by_features = self._word_matrices(segments)
+        return csr_matrix(((units @ docs_by_words) @ words_by_features).astype(self.dtype))
+
+    def _word_matrices(self, raw_documents) -> tuple[csr_array, csr_array]:
+        """documents x distinct words (occurrence counts) and distinct words x vocabulary (each word's features)."""
         preprocess = self.build_preprocessor()
         docs = [self._white_spaces.sub(" ", preprocess(self.decode(doc))).split() for doc in raw_documents]
         words = {word: n for n, word in enumerate(dict.fromkeys(chain.from_iterable(docs)))}  # the batch's distinct words
         occurrences = np.fromiter(map(words.__getitem__, chain.from_iterable(docs)), np.int32)
-        ngrams = [self._ngram_columns(word) for word in words]
+        features = [self._ngram_columns(word) for word in words]
         docs_by_words = _count_matrix(occurrences, [len(doc) for doc in docs], len(words))
-        words_by_ngrams = _count_matrix(
-            np.concatenate([np.zeros(0, np.int32), *ngrams]), list(map(len, ngrams)), len(self.vocabulary_)
+        words_by_features = _count_matrix(
+            np.concatenate([np.zeros(0, np.int32), *features]), list(map(len, features)), len(self.vocabulary_)
         )
-        counts = (docs_by_words @ words_by_ngrams).astype(self.dtype)
-        if sort_indices:  # as the stock transform leaves them; TopicModel.predict needs no order and skips it
-            counts.sort_indices()
-        return self.vocabulary_, _align_api_if_sparse(counts)
+        return docs_by_words, words_by_features
+
+    def _cacheable(self) -> bool:
+        """Whether this vectorizer's features stay within white-space-separated words (see the class docstring)."""
+        return self.analyzer == "char_wb" or (self.analyzer == "word" and self.ngram_range == (1, 1) and self.stop_words is None)
 
     def _ngram_columns(self, word: str) -> np.ndarray:
-        """The vocabulary columns of `word`'s n-grams (one per occurrence), from the cache if it was seen before."""
+        """The vocabulary columns of `word`'s features (one per occurrence), from the cache if it was seen before."""
         cache = self.__dict__.setdefault("_word_features", {})
         columns = cache.get(word)
         if columns is None:
             if len(cache) >= WORD_CACHE_SIZE:
                 cache.clear()
+            if "_cut" not in self.__dict__:
+                self._cut = self._char_wb_ngrams if self.analyzer == "char_wb" else self.build_tokenizer()
             vocabulary = self.vocabulary_
-            columns = cache[word] = np.array([vocabulary[g] for g in self._char_wb_ngrams(word) if g in vocabulary], np.int32)
+            columns = cache[word] = np.array([vocabulary[g] for g in self._cut(word) if g in vocabulary], np.int32)
         return columns
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_word_features", None)  # a cache, not part of the model
+        for cache in ("_word_features", "_cut"):  # caches, not part of the model
+            state.pop(cache, None)
         return state
 
 
@@ -133,9 +150,6 @@ def _units(items: Sequence[tuple[str, str]]) -> tuple[list[str], csr_array, list
             for i, span in enumerate(passages):
                 rows.append([head, body[i]])
                 spans.append(span)
-            for i in range(len(passages) - 1 if len(passages) > 2 else 0):  # with two, their pair is the whole item
-                rows.append([head, body[i], body[i + 1]])
-                spans.append((passages[i][0], passages[i + 1][1]))
         owners.append(len(rows) - sum(owners))
     indptr = np.cumsum([0, *map(len, rows)])
     columns = np.fromiter(chain.from_iterable(rows), np.int64)
@@ -151,12 +165,10 @@ def build_estimator(seed: int) -> Pipeline:
     """
     features = FeatureUnion(
         [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 1), sublinear_tf=True)),
+            ("word", WordCachedVectorizer(analyzer="word", ngram_range=(1, 1), sublinear_tf=True)),
             (
                 "char",
-                WordCachedCharVectorizer(
-                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=300_000
-                ),
+                WordCachedVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=300_000),
             ),
         ]
     )
@@ -195,8 +207,9 @@ class TopicModel:
         """(title, text) pairs -> one TopicPrediction each, in order.
 
         Each item is scored as a whole (title then text, as the model was trained) and, where its text has
-        several passages (classifiers.passages), as its title with each passage and with each pair of
-        neighbouring passages; a topic's score is the highest of these. The text is counted once: a unit's
+        several passages (classifiers.passages), as its title with each passage; a topic's score is the
+        highest of these. (Pairs of neighbouring passages were tried as units too: no better on the
+        development set's validation half, and slower.) The text is counted once: a unit's
         counts are sums of its segments' counts (n-grams never cross a word, so they add up), and only the
         TF-IDF weighting and the classifier run per unit.
         """
@@ -204,8 +217,7 @@ class TopicModel:
             return []
         segments, units, unit_spans, owners = _units(items)
         blocks = [
-            vectorizer._tfidf.transform(csr_matrix(units @ self._segment_counts(vectorizer, segments)), copy=False)
-            for vectorizer in self._vectorizers
+            vectorizer._tfidf.transform(vectorizer.unit_counts(units, segments), copy=False) for vectorizer in self._vectorizers
         ]
         decision = self._intercepts + sum(
             block @ self._weights[start:end] for block, start, end in zip(blocks, self._offsets, self._offsets[1:], strict=False)
@@ -230,12 +242,6 @@ class TopicModel:
         """(title, text) pairs -> their scores as a matrix (items x TOPICS), as `predict` scores them."""
         scores = [[prediction.scores[label] for label in self.labels] for prediction in self.predict(items)]
         return np.array(scores, dtype=float).reshape(-1, len(self.labels))
-
-    @staticmethod
-    def _segment_counts(vectorizer: TfidfVectorizer, segments: list[str]):
-        if isinstance(vectorizer, WordCachedCharVectorizer):
-            return vectorizer._count_vocab(segments, fixed_vocab=True, sort_indices=False)[1]
-        return vectorizer._count_vocab(segments, fixed_vocab=True)[1]
 
     def _top_terms(self, blocks: list[csr_matrix], row: int, topic: int) -> list[str]:
         """The features of one unit whose weight times value raised the topic's score most.

@@ -31,7 +31,7 @@ from classifiers.corpus import (
 from classifiers.evaluate import evaluate, topic_metrics
 from classifiers.keyword_baseline import KeywordBaseline
 from classifiers.report import format_report
-from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, WordCachedCharVectorizer, load_model
+from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, TopicModel, WordCachedVectorizer, load_model
 from classifiers.train import choose_threshold, train
 
 # The model must stay ahead of the keyword baseline by at least this much macro-F1.
@@ -265,16 +265,19 @@ def test_saved_model_round_trips(tmp_path, small_model, corpus):
     assert loaded.version == small_model.version
 
 
-def test_word_cached_char_features_equal_the_stock_vectorizer(corpus):
+@pytest.mark.parametrize(
+    "params", [{"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 2}, {"analyzer": "word", "ngram_range": (1, 1)}]
+)
+def test_word_cached_features_equal_the_stock_vectorizer(corpus, params):
     """The fast transform gives the stock TfidfVectorizer's values for the same fitted state, also on
     texts it has cached words of, with odd whitespace, case, accents and words the vocabulary lacks."""
-    cached = WordCachedCharVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+    cached = WordCachedVectorizer(sublinear_tf=True, **params)
     cached.fit([e.content for e in corpus[::3]])
     stock = TfidfVectorizer(**clone(cached).get_params())
     stock.vocabulary_, stock.idf_, stock.fixed_vocabulary_ = cached.vocabulary_, cached.idf_, False
     texts = [e.content for e in corpus[1::7]] + [
         "Перемирие\tв\u00a0Газе  PRODLOUŽENO\n\nna dva dny",
-        "ceasefire ceasefire CEASEFIRE, cease-fire!",
+        "ceasefire ceasefire CEASEFIRE, cease-fire! (truce)—talks…«перемирие»",
         "qzxv wkkj",
         "",
     ]
@@ -283,7 +286,7 @@ def test_word_cached_char_features_equal_the_stock_vectorizer(corpus):
         assert fast.shape == slow.shape and fast.nnz == slow.nnz > 0
         assert np.array_equal(fast.indices, slow.indices) and np.array_equal(fast.indptr, slow.indptr)
         assert np.allclose(fast.data, slow.data, rtol=0, atol=1e-12)
-    assert "_word_features" not in cached.__getstate__()
+    assert not {"_word_features", "_cut"} & set(cached.__getstate__())
 
 
 # Predictions and explanations
