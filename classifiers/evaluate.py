@@ -177,20 +177,20 @@ def group_metrics(groups: list[str], truth: np.ndarray, predicted: np.ndarray) -
 
 
 def worst_confusions(
-    examples: list[Example], truth: np.ndarray, scores: np.ndarray, thresholds: dict[str, float], per_kind: int
+    examples: list[Example], truth: np.ndarray, scores: np.ndarray, predicted: np.ndarray, thresholds: dict, per_kind: int
 ) -> dict[str, dict[str, list[dict]]]:
     """Per topic, the false positives with the highest scores and the false negatives with the lowest.
 
-    `scores` holds the model's probability per item and topic; an item is asserted where its
-    score reaches the topic's threshold, as in TopicModel.predict.
+    `scores` holds the model's probability per item and topic, `predicted` what it asserted (each item
+    against its shape's threshold, as in TopicModel.predict).
     """
     result = {}
     for k, label in enumerate(TOPICS):
-        asserted = scores[:, k] >= thresholds[label]
+        asserted = predicted[:, k].astype(bool)
         false_positives = [i for i in np.argsort(-scores[:, k], kind="stable") if asserted[i] and not truth[i, k]]
         false_negatives = [i for i in np.argsort(scores[:, k], kind="stable") if truth[i, k] and not asserted[i]]
         result[label] = {
-            "threshold": thresholds[label],
+            "threshold": {shape: by_topic[label] for shape, by_topic in thresholds.items()},
             "false_positives": [confusion_record(examples[i], scores[i, k]) for i in false_positives[:per_kind]],
             "false_negatives": [confusion_record(examples[i], scores[i, k]) for i in false_negatives[:per_kind]],
             "false_positive_count": len(false_positives),
@@ -280,7 +280,7 @@ def evaluate(model: TopicModel, examples: list[Example], throughput_items: list[
         "per_form": per_form,
         "baseline_per_form": group_metrics(forms, truth, baseline),
         "per_topic_language_form": topic_cube(examples, truth, predicted),
-        "confusions": worst_confusions(examples, truth, scores, model.thresholds, CONFUSIONS_PER_KIND),
+        "confusions": worst_confusions(examples, truth, scores, predicted, model.thresholds, CONFUSIONS_PER_KIND),
     }
     if throughput_items:
         report["throughput"] = measure_throughput(model, throughput_items)

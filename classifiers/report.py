@@ -20,7 +20,11 @@ def format_report(report: dict, title: str) -> str:
         f"{title}: {report['test_items']} items, never used for training or thresholds",
         f"model {report['model']['version']}, fitted on the corpus's {' + '.join(report['model']['fitted_on'] or [])} "
         f"{report['model']['split_sizes']}, thresholds chosen on the {report['model']['thresholds_chosen_on']}",
-        "thresholds " + ", ".join(f"{label} {value:.3f}" for label, value in report["model"]["thresholds"].items()),
+        "thresholds "
+        + "; ".join(
+            f"{shape} items: " + ", ".join(f"{label} {value:.3f}" for label, value in by_topic.items())
+            for shape, by_topic in report["model"]["thresholds"].items()
+        ),
         "",
         f"{'topic':<18} {'support':>7} | {'model P':>7} {'(95%)':>9} {'R':>6} {'(95%)':>9} {'F1':>6} | "
         f"{'keywords P':>10} {'R':>6} {'F1':>6}",
@@ -83,7 +87,8 @@ def format_report(report: dict, title: str) -> str:
     lines += ["", "worst confusions (score vs threshold)"]
     for label, found in report["confusions"].items():
         lines.append(
-            f"{label} (threshold {found['threshold']:.3f}): {found['false_positive_count']} false positives, "
+            f"{label} (thresholds {', '.join(f'{shape} {value:.3f}' for shape, value in found['threshold'].items())}): "
+            f"{found['false_positive_count']} false positives, "
             f"{found['false_negative_count']} false negatives"
         )
         for kind, sign in (("false_positives", "FP"), ("false_negatives", "FN")):

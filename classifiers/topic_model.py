@@ -62,6 +62,7 @@ class TopicPrediction:
     scores: dict[str, float]
     terms: dict[str, list[str]] = field(default_factory=dict)
     passages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    shape: str = "short"  # which thresholds applied: "short" (scored as one unit) or "long" (several passages)
 
 
 class WordCachedVectorizer(TfidfVectorizer):
@@ -178,10 +179,21 @@ def build_estimator(seed: int) -> Pipeline:
     return Pipeline([("features", features), ("classifier", classifier)])
 
 
-class TopicModel:
-    """A fitted estimator with its per-topic thresholds and metadata."""
+# An item scored as one unit (a headline, a one-paragraph summary) and one scored as the best of several
+# passages have differently spread scores (a maximum over many units runs higher), so each shape has its own
+# threshold per topic: on the development set's validation half that beat one shared threshold in both
+# precision and recall.
+SHAPES = ("short", "long")
 
-    def __init__(self, estimator: Pipeline, thresholds: dict[str, float], metadata: dict):
+
+def shape_of(passages: int) -> str:
+    return "long" if passages > 1 else "short"
+
+
+class TopicModel:
+    """A fitted estimator with its thresholds (per item shape and topic) and metadata."""
+
+    def __init__(self, estimator: Pipeline, thresholds: dict[str, dict[str, float]], metadata: dict):
         self.estimator = estimator
         self.labels = tuple(TOPICS)
         self.thresholds = thresholds
@@ -226,22 +238,29 @@ class TopicModel:
         predictions = []
         first = 0
         for count in owners:
+            shape = shape_of(count - 1)  # an item of several passages has one unit for each, plus the whole
             unit_scores = probabilities[first : first + count]
             # The evidence is the passage-level unit that scores highest (the whole item where it is one passage).
             evidence_rows = first + (unit_scores[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
             scores = {label: round(float(top), 4) for label, top in zip(self.labels, unit_scores.max(axis=0), strict=True)}
-            topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[label])
+            topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[shape][label])
             first += count
             evidence = {label: int(evidence_rows[self.labels.index(label)]) for label in topics}
             terms = {label: self._top_terms(blocks, row, self.labels.index(label)) for label, row in evidence.items()}
             passages = {label: unit_spans[row] for label, row in evidence.items()}
-            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages))
+            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages, shape=shape))
         return predictions
 
-    def score_matrix(self, items: Sequence[tuple[str, str]]) -> np.ndarray:
-        """(title, text) pairs -> their scores as a matrix (items x TOPICS), as `predict` scores them."""
-        scores = [[prediction.scores[label] for label in self.labels] for prediction in self.predict(items)]
-        return np.array(scores, dtype=float).reshape(-1, len(self.labels))
+    def scored(self, items: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[str]]:
+        """(title, text) pairs -> their scores as a matrix (items x TOPICS), as `predict` scores them, and their shapes."""
+        predictions = self.predict(items)
+        scores = [[prediction.scores[label] for label in self.labels] for prediction in predictions]
+        return np.array(scores, dtype=float).reshape(-1, len(self.labels)), [prediction.shape for prediction in predictions]
+
+    def asserted(self, scores: np.ndarray, shapes: list[str]) -> np.ndarray:
+        """0/1 (items x TOPICS): where each item's score reaches its shape's threshold, as `predict` asserts."""
+        bars = np.array([[self.thresholds[shape][label] for label in self.labels] for shape in shapes]).reshape(scores.shape)
+        return (scores >= bars).astype(int)
 
     def _top_terms(self, blocks: list[csr_matrix], row: int, topic: int) -> list[str]:
         """The features of one unit whose weight times value raised the topic's score most.
@@ -295,6 +314,8 @@ def _load_file(path: Path, mtime_ns: int, size: int) -> TopicModel:
             f"{path}: trained with scikit-learn {trained_with}, this is {sklearn.__version__}; "
             "run `make train` to retrain it with the installed version"
         )
+    if not isinstance(saved["thresholds"], dict) or set(saved["thresholds"]) != set(SHAPES):
+        raise ModelLoadError(f"{path}: saved by an older newswatch (one threshold per topic); run `make train` to retrain it")
     if tuple(metadata.get("labels", ())) != tuple(TOPICS):
         raise ModelLoadError(
             f"{path}: trained for topics {metadata.get('labels')}, this code uses {list(TOPICS)}; run `make train` to retrain it"

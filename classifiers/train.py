@@ -38,12 +38,14 @@ from classifiers.corpus import (
 )
 from classifiers.evaluate import topic_metrics
 from classifiers.passages import passage_spans
-from classifiers.topic_model import DEFAULT_MODEL_PATH, TopicModel, build_estimator
+from classifiers.topic_model import DEFAULT_MODEL_PATH, SHAPES, TopicModel, build_estimator
 
 SEED = 20261127
 TARGET_PRECISION = 0.95
 # Only used where a topic has no positive example to tune on (a tiny or broken corpus).
 FALLBACK_THRESHOLD = 0.5
+# Fewer positives than this in one shape's validation items is too few to set that shape's own threshold.
+MIN_SHAPE_POSITIVES = 10
 
 
 def choose_threshold(truth: np.ndarray, scores: np.ndarray, target_precision: float = TARGET_PRECISION) -> float:
@@ -69,6 +71,22 @@ def rounded(metrics: dict) -> dict:
     if isinstance(metrics, dict):
         return {key: rounded(value) for key, value in metrics.items()}
     return round(metrics, 4) if isinstance(metrics, float) else metrics
+
+
+def choose_thresholds(truth: np.ndarray, scores: np.ndarray, shapes: list[str]) -> dict[str, dict[str, float]]:
+    """Each shape's threshold per topic (see topic_model.SHAPES), chosen on that shape's items; a shape with fewer
+    than MIN_SHAPE_POSITIVES positives of a topic takes the threshold chosen over all items instead."""
+    pooled = [choose_threshold(truth[:, k], scores[:, k]) for k in range(len(TOPICS))]
+    thresholds = {}
+    for shape in SHAPES:
+        rows = np.array([item_shape == shape for item_shape in shapes], dtype=bool)
+        thresholds[shape] = {
+            label: round(
+                choose_threshold(truth[rows, k], scores[rows, k]) if truth[rows, k].sum() >= MIN_SHAPE_POSITIVES else pooled[k], 4
+            )
+            for k, label in enumerate(TOPICS)
+        }
+    return thresholds
 
 
 def fitting_set(examples: list[Example]) -> tuple[list[str], np.ndarray]:
@@ -103,9 +121,10 @@ def _train(corpus_dir: Path, dev_dir: Path, seed: int) -> TopicModel:
     estimator.fit(*fitting_set(fitted_on))
     dev = load_dev(dev_dir)
     validation = split(dev, DEV_SPLIT_BOUNDS)["validation"]
-    scores = TopicModel(estimator, dict.fromkeys(TOPICS, 1.0), {}).score_matrix([example.parts for example in validation])
+    unthresholded = TopicModel(estimator, {shape: dict.fromkeys(TOPICS, 1.0) for shape in SHAPES}, {})
+    scores, shapes = unthresholded.scored([example.parts for example in validation])
     truth = label_matrix(validation)
-    thresholds = {label: round(choose_threshold(truth[:, k], scores[:, k]), 4) for k, label in enumerate(TOPICS)}
+    thresholds = choose_thresholds(truth, scores, shapes)
     data_hash = corpus_hash(examples + dev)
     metadata = {
         "version": f"topics-{data_hash[:8]}",
@@ -118,9 +137,10 @@ def _train(corpus_dir: Path, dev_dir: Path, seed: int) -> TopicModel:
         "labels": list(TOPICS),
         "target_precision": TARGET_PRECISION,
         # What the chosen thresholds gave where they were chosen; the held-out figures are `make eval`'s.
-        "validation_metrics": rounded(topic_metrics(truth, scores >= np.array([thresholds[t] for t in TOPICS]))),
     }
-    return TopicModel(estimator, thresholds, metadata)
+    model = TopicModel(estimator, thresholds, metadata)
+    metadata["validation_metrics"] = rounded(topic_metrics(truth, model.asserted(scores, shapes)))
+    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     model.save(args.out)
     tuned = model.metadata["validation_metrics"]
     print(f"saved {args.out} ({model.version}); corpus {model.metadata['examples']}, fitted on train + validation")
-    print(f"thresholds {json.dumps(model.thresholds)}, chosen on the {model.metadata['thresholds_chosen_on']}")
+    print(f"thresholds (per item shape) {json.dumps(model.thresholds)}, chosen on the {model.metadata['thresholds_chosen_on']}")
     print(f"there: macro-F1 {tuned['macro_f1']:.3f}, micro precision {tuned['micro_precision']:.3f}")
 
 
