@@ -23,11 +23,10 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines import telemetry
-from pipelines.config import AlertRules, SinkConfig
+from pipelines.config import AlertRules
 from pipelines.dedup import SourceUpdate
 from pipelines.records import Annotated, iso_utc
 from pipelines.sinks import ALERT_UPDATES_FILE, ALERTS_FILE, FileSinkFn, read_json_lines, source_dicts
-from pipelines.webhooks import DeliverAlertsFn
 
 
 def alert_id_of(story_id: str, actors: list[str], topics: list[str]) -> str:
@@ -58,14 +57,15 @@ def build_alert(annotated: Annotated, rules: AlertRules) -> dict | None:
 
 
 class WriteAlertsFn(FileSinkFn):
-    """(alert, published, fetched_at) -> the alert, if raised now: written to alerts.jsonl and queued for each
-    delivery sink in one store transaction; an alert key raised for a copy published within the window is not."""
+    """(alert, published, fetched_at) -> the alert, if raised now: written to alerts.jsonl (the outbox that
+    pipelines.delivery sends from) in one store transaction; an alert key raised for a copy published within
+    the window is not."""
 
     FILE = ALERTS_FILE
 
-    def __init__(self, out_dir: str, state_dir: str, run_id: str, window_hours: float, sinks: tuple[str, ...]):
+    def __init__(self, out_dir: str, state_dir: str, run_id: str, window_hours: float):
         super().__init__(out_dir, state_dir, run_id)
-        self._window_s, self._sinks = window_hours * 3600, sinks
+        self._window_s = window_hours * 3600
 
     def setup(self):
         super().setup()
@@ -73,9 +73,7 @@ class WriteAlertsFn(FileSinkFn):
 
     def process(self, element):
         alert, published, fetched_at = element
-        alert = self._store.raise_alert(
-            {**alert, "raised_at": iso_utc(time.time())}, self._out.write, published, self._window_s, self._sinks
-        )
+        alert = self._store.raise_alert({**alert, "raised_at": iso_utc(time.time())}, self._out.write, published, self._window_s)
         if alert is None:  # raised before, by this run or an earlier one, within the window
             return
         telemetry.alert_delivered("file", "ok")
@@ -104,25 +102,18 @@ class AddSourcesFn(FileSinkFn):
         self.counted()
 
 
-def delivery_sinks(rules: AlertRules, to_stdout: bool) -> tuple[SinkConfig, ...]:
-    """The watchlist's sinks, plus stdout when `--alerts-to-stdout` asks for it and the watchlist has none."""
-    has_stdout = any(sink.kind == "stdout" for sink in rules.sinks)
-    return rules.sinks + ((SinkConfig(name="stdout", kind="stdout"),) if to_stdout and not has_stdout else ())
-
-
 class EmitAlerts(beam.PTransform):
-    """(Annotated, SourceUpdate) -> the alerts raised: each written once to alerts.jsonl, then delivered to each
-    sink of the watchlist (pipelines.webhooks), one DoFn per sink at the edge."""
+    """(Annotated, SourceUpdate) -> the alerts raised, each written once to alerts.jsonl. Delivery to the
+    watchlist's sinks is not a step of the pipeline: pipelines.delivery sends from alerts.jsonl beside it."""
 
-    def __init__(self, rules: AlertRules, out_dir: str, state_dir: str, run_id: str, to_stdout: bool = False):
+    def __init__(self, rules: AlertRules, out_dir: str, state_dir: str, run_id: str):
         super().__init__()
         self._rules, self._sink_args = rules, (out_dir, state_dir, run_id)
-        self._sinks = delivery_sinks(rules, to_stdout)
 
     def expand(self, inputs):
         annotated, updates = inputs
         updates | "AddSources" >> beam.ParDo(AddSourcesFn(*self._sink_args))
-        raised = (
+        return (
             annotated
             | "Decide"
             >> beam.FlatMap(
@@ -130,9 +121,5 @@ class EmitAlerts(beam.PTransform):
                     [(alert, a.item.published, a.item.fetched_at)] if (alert := build_alert(a, rules)) else []
                 )
             )
-            | "Write"
-            >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._rules.window_hours, tuple(sink.name for sink in self._sinks)))
+            | "Write" >> beam.ParDo(WriteAlertsFn(*self._sink_args, self._rules.window_hours))
         )
-        for sink in self._sinks:
-            raised | f"Deliver-{sink.name}" >> beam.ParDo(DeliverAlertsFn(sink, *self._sink_args))
-        return raised

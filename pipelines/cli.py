@@ -1,7 +1,8 @@
-"""The `newswatch` command: `run` the pipeline, or `annotate` JSON lines from stdin.
+"""The `newswatch` command: `run` the pipeline, `deliver` what sinks are owed, or `annotate` JSON lines from stdin.
 
-Exit codes: 0 done (also when some feeds failed: they are dead letters), 2 bad
-configuration or model (one line on stderr naming the file and the fix).
+Exit codes: 0 done (also when some feeds failed: they are dead letters, and when alerts are
+still owed to a sink: the next run or `newswatch deliver` sends them), 2 bad configuration
+or model (one line on stderr naming the file and the fix).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -26,6 +28,7 @@ from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, load_mod
 from pipelines import __version__, telemetry
 from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
+from pipelines.delivery import Deliveries, delivery_sinks, owed_line
 from pipelines.furniture import strip_furniture
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
@@ -36,7 +39,8 @@ USAGE_ERROR = 2
 # The FnApiRunner runs our pipeline in stream mode correctly (no windows; timers only free memory)
 # and starts at once; the DirectRunner would first try to download Prism. See the README.
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
-STOP_GRACE_S = 10.0
+STOP_BUDGET_S = 4.5  # from SIGTERM or Ctrl-C to the exit, at most
+REPORT_S = 1.0  # of that budget, kept for the summary and the report after delivery stops
 
 
 def _fail(message: str) -> int:
@@ -44,16 +48,19 @@ def _fail(message: str) -> int:
     return USAGE_ERROR
 
 
-def _stop_on_signals(finish, stop_requested: threading.Event) -> None:
+def _stop_on_signals(finish, stop_requested: threading.Event, on_stop) -> None:
     """SIGTERM and Ctrl-C stop a run: the main thread gets KeyboardInterrupt (which Beam may wrap in a
     RuntimeError when it lands inside a DoFn) and finishes up. Beam's worker threads may be inside the endless
     PeriodicImpulse and would keep the process alive, so the process then ends with os._exit; should the
-    interrupt be swallowed somewhere, a watchdog calls `finish` and exits too. Every output line is whole and
-    flushed as written, so nothing is lost either way."""
+    interrupt be swallowed somewhere, a watchdog calls `finish` and exits within STOP_BUDGET_S. Every output
+    line is whole and flushed as written, so nothing is lost either way; a second signal changes nothing."""
 
     def handler(signum, frame):
+        if stop_requested.is_set():
+            return
         stop_requested.set()
-        watchdog = threading.Timer(STOP_GRACE_S, lambda: (finish(), os._exit(0)))
+        on_stop()
+        watchdog = threading.Timer(STOP_BUDGET_S, lambda: (finish(), os._exit(0)))
         watchdog.daemon = True
         watchdog.start()
         raise KeyboardInterrupt
@@ -116,31 +123,95 @@ def run(argv: list[str]) -> int:
         store.adopt_alerts(read_json_lines(out / ALERTS_FILE))
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
+    sinks = delivery_sinks(watchlist.alerts, nw.alerts_to_stdout)
+    runner = str(options.view_as(StandardOptions).runner or "")
+    # Delivery runs beside the pipeline, on threads of this process (see pipelines.delivery); on Dataflow the
+    # outputs are not on this machine, so `newswatch deliver --follow` runs where they are.
+    deliveries = Deliveries(() if nw.no_deliver or "Dataflow" in runner else sinks, out).start()
     stop_requested = threading.Event()
-    finished = threading.Lock()
+    stop_at: list[float] = []  # when a signal asked to stop
+    finishing = threading.Lock()
+    finished = threading.Event()
 
     def finish() -> None:
-        if not finished.acquire(blocking=False):  # the watchdog and the main thread may both get here
+        if not finishing.acquire(blocking=False):  # the watchdog and the main thread may both get here
+            finished.wait(REPORT_S)
             return
+        grace_s = nw.deliver_grace_s
+        if stop_at:
+            grace_s = min(grace_s, max(0.0, stop_at[0] + STOP_BUDGET_S - REPORT_S - time.monotonic()))
+        still_owed = deliveries.finish(grace_s)
         with closing(StateStore(state_dir)) as store:
             write_summary(out, store, nw.run_id)
         if not nw.state_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
         print_report(out, alerts_before)
         sys.stdout.flush()
+        if stop_requested.is_set() or deliveries.workers:
+            print(stop_line(out, alerts_before, stop_requested.is_set(), still_owed), file=sys.stderr, flush=True)
+        finished.set()
 
-    _stop_on_signals(finish, stop_requested)
+    def on_stop() -> None:
+        stop_at.append(time.monotonic())
+
+    _stop_on_signals(finish, stop_requested, on_stop)
     try:
         with beam.Pipeline(options=options) as p:
             build(p, nw, feeds, watchlist, state_dir)
     except BaseException:
         if not stop_requested.is_set():
             raise
-        print("newswatch: stopped; every output line written so far is complete", file=sys.stderr)
     finally:
         finish()
-    if stop_requested.is_set():
-        os._exit(0)
+    if stop_requested.is_set() or not deliveries.stopped():
+        os._exit(0)  # Beam's threads (after a signal) or a delivery abandoned inside a request must not hold the exit
+    return 0
+
+
+def stop_line(out: Path, alerts_before: int, signalled: bool, still_owed: dict[str, int]) -> str:
+    """One line: what this run wrote, and what its sinks are still owed."""
+    summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).exists() else {}
+    alerts = len(read_json_lines(out / ALERTS_FILE)) - alerts_before
+    return (
+        f"newswatch: {'stopped' if signalled else 'done'}; written: {summary.get('unique', 0)} items, {alerts} alerts "
+        f"(every line complete); still owed: {owed_line(still_owed)}"
+    )
+
+
+def deliver(argv: list[str]) -> int:
+    """`newswatch deliver`: send what the watchlist's sinks are owed from an output folder, with the same rules
+    as a run; with --follow keep sending new alerts until SIGTERM or Ctrl-C (beside a job on a cluster)."""
+    parser = argparse.ArgumentParser(prog="newswatch deliver", description=deliver.__doc__)
+    parser.add_argument("--out", default="out", help="the output folder of the runs (alerts.jsonl, deliveries.jsonl)")
+    parser.add_argument("--watchlist", default=str(DEFAULT_WATCHLIST), help="the watchlist whose `alerts: sinks:` to send to")
+    parser.add_argument("--follow", action="store_true", help="keep delivering new alerts until stopped")
+    parser.add_argument("--alerts-to-stdout", dest="alerts_to_stdout", action="store_true", help="also print each alert")
+    parser.add_argument(
+        "--grace", dest="grace_s", type=float, default=2.0, help="seconds to finish sending after SIGTERM (default 2)"
+    )
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        watchlist = load_watchlist(args.watchlist)
+    except ConfigError as err:
+        return _fail(str(err))
+    if not (out / ALERTS_FILE).exists():
+        return _fail(f"--out {out}: no {ALERTS_FILE} there; give the --out folder of a newswatch run")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stop.set())
+    deliveries = Deliveries(delivery_sinks(watchlist.alerts, args.alerts_to_stdout), out).start()
+    if not args.follow:
+        for worker in deliveries.workers:
+            worker.drain()  # each ends once nothing is owed
+    while not stop.is_set() and not deliveries.stopped():
+        stop.wait(0.2)
+    still_owed = deliveries.finish(args.grace_s)
+    delivered, dead = deliveries.totals()
+    print(f"newswatch deliver: {delivered} delivered, {dead} dead-lettered; still owed: {owed_line(still_owed)}", file=sys.stderr)
+    sys.stdout.flush()
+    if not deliveries.stopped():
+        os._exit(0)  # a delivery abandoned inside a request must not hold the exit
     return 0
 
 
@@ -180,16 +251,17 @@ def annotate(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("run", "annotate"):
+    commands = {"run": run, "deliver": deliver, "annotate": annotate}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(
             "usage: newswatch run [--feeds F] [--watchlist W] [--out DIR] [--mode batch|stream] [--duration S]\n"
             "                     [--metrics-port P] [--state-dir DIR] [Beam options such as --runner]\n"
+            "       newswatch deliver [--out DIR] [--watchlist W] [--follow]\n"
             "       newswatch annotate [--watchlist W] [--model PATH] < items.jsonl",
             file=sys.stderr,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else USAGE_ERROR
-    command, rest = argv[0], argv[1:]
-    return run(rest) if command == "run" else annotate(rest)
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

@@ -124,5 +124,18 @@ class NewswatchOptions(PipelineOptions):
         parser.add_argument(
             "--alerts-to-stdout", dest="alerts_to_stdout", action="store_true", help="also print each alert as a line on stdout"
         )
+        parser.add_argument(
+            "--deliver-grace",
+            dest="deliver_grace_s",
+            type=_at_least(0.0),
+            default=2.0,
+            help="seconds a stopping run keeps delivering what sinks are still owed (the rest stays owed; default 2)",
+        )
+        parser.add_argument(
+            "--no-deliver",
+            dest="no_deliver",
+            action="store_true",
+            help="write alerts only; a separate `newswatch deliver --follow` sends them (the default on Dataflow)",
+        )
         _add_fetch_args(parser)
         _add_dedup_args(parser)

@@ -39,7 +39,7 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     stories = StorySettings(options.near_dup_threshold, options.dedup_horizon_days)
     unique, duplicates = normalised.items | "Deduplicate" >> Deduplicate(streaming, state_dir, stories)
     annotated = unique | "ClassifyTopics" >> ClassifyTopics(options.model) | "MatchActors" >> MatchActors(watchlist)
-    (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args, options.alerts_to_stdout)
+    (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args)
     annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(*sink_args))
     parsed.status | "RecordFeedStatus" >> beam.ParDo(RecordFeedStatusFn(*sink_args))
     for stage, dead in (("Fetch", fetched.dead_letter), ("Normalise", normalised.dead_letter)):  # Fetch includes parse failures

@@ -62,7 +62,11 @@ def read_json_lines(path: Path, start: int = 0) -> list[dict]:
         return []
     with open(path, "rb") as handle:
         handle.seek(start)
-        data = handle.read()
+        return json_records(handle.read())
+
+
+def json_records(data: bytes) -> list[dict]:
+    """The records of JSON lines in `data`; a line that is not JSON (torn by a crash) is skipped."""
     records = []
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:

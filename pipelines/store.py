@@ -29,9 +29,6 @@ CREATE TABLE IF NOT EXISTS story_sources (story_id TEXT NOT NULL, feed TEXT NOT 
 -- The latest alert raised for each alert key (story + actor set + topic set), for the alert window.
 CREATE TABLE IF NOT EXISTS alert_keys (key TEXT PRIMARY KEY, alert_id TEXT NOT NULL, occurrence INTEGER NOT NULL,
                                        published REAL NOT NULL);
--- The outbox of each delivery sink: pending until delivered (alone or in a digest) or dead-lettered.
-CREATE TABLE IF NOT EXISTS deliveries (sink TEXT NOT NULL, alert_id TEXT NOT NULL, status TEXT NOT NULL,
-                                       reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (sink, alert_id));
 """
 
 
@@ -94,11 +91,11 @@ class StateStore:
         row = self._db.execute("SELECT offset FROM sink_offsets WHERE path = ?", (sink_path,)).fetchone()
         return row[0] if row else 0
 
-    def raise_alert(self, alert: dict, write, published: float, window_s: float, sinks: tuple[str, ...] = ()) -> dict | None:
+    def raise_alert(self, alert: dict, write, published: float, window_s: float) -> dict | None:
         """Store a new alert with every source its story has had so far, calling `write(alert)` before the
         commit; None if its key (its `alert_id`) was raised for a copy published less than `window_s` earlier.
-        A later occurrence of the key gets the id `<key>-<n>`. The alert is queued for each of `sinks` in the
-        same transaction. A crash after `write` leaves the alert in the output file but not here:
+        A later occurrence of the key gets the id `<key>-<n>`. A crash after `write` leaves the alert in the
+        output file (the outbox that pipelines.delivery sends from) but not here:
         `adopt_alerts` at the next start takes it over from the file."""
         key = alert["alert_id"]
         with self._transaction():
@@ -120,10 +117,6 @@ class StateStore:
                 "INSERT OR REPLACE INTO alert_keys (key, alert_id, occurrence, published) VALUES (?, ?, ?, ?)",
                 (key, alert["alert_id"], occurrence, published),
             )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO deliveries (sink, alert_id, status) VALUES (?, ?, 'pending')",
-                [(sink, alert["alert_id"]) for sink in sinks],
-            )
             write(alert)
             return alert
 
@@ -143,30 +136,6 @@ class StateStore:
                         "published = excluded.published WHERE excluded.occurrence > occurrence",
                         (key, alert["alert_id"], occurrence, published),
                     )
-
-    # --- deliveries: each sink's outbox ------------------------------------------------
-
-    def pending_deliveries(self, sink: str) -> list[dict]:
-        """The alerts still owed to `sink` (raised, then the process stopped before delivering them)."""
-        rows = self._db.execute(
-            "SELECT record FROM alerts JOIN deliveries USING (alert_id) "
-            "WHERE sink = ? AND status = 'pending' ORDER BY alerts.rowid",
-            (sink,),
-        ).fetchall()
-        return [json.loads(record) for (record,) in rows]
-
-    def delivery_status(self, sink: str, alert_id: str) -> str | None:
-        row = self._db.execute("SELECT status FROM deliveries WHERE sink = ? AND alert_id = ?", (sink, alert_id)).fetchone()
-        return row[0] if row else None
-
-    def record_deliveries(self, sink: str, alert_ids: list[str], status: str, reason: str = "") -> None:
-        """Mark alerts `delivered` or `dead` (with the reason) for `sink`."""
-        with self._transaction():
-            self._db.executemany(
-                "INSERT INTO deliveries (sink, alert_id, status, reason) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (sink, alert_id) DO UPDATE SET status = excluded.status, reason = excluded.reason",
-                [(sink, alert_id, status, reason) for alert_id in alert_ids],
-            )
 
     def add_sources(self, story_id: str, sources: list[dict]) -> list[dict]:
         """Record a story's later sources and append them to its stored alerts; returns the alerts that changed."""

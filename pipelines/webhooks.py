@@ -1,32 +1,22 @@
-"""Alert delivery to the sinks of the watchlist's `alerts: sinks:` (stdout and webhooks), at the pipeline's edge.
+"""Webhook messages and their delivery rules; `pipelines.delivery` runs them off the pipeline's thread.
 
-One `DeliverAlertsFn` per sink receives each newly raised alert. What it guarantees:
 - A webhook gets a POST of JSON: the alert record (`format: json`) or a Slack-compatible `{"text": ...}`
   (`format: slack`), with the header `Idempotency-Key: <alert_id>` (a digest: `d-<hash of its alert ids>`).
 - Timeouts, connection errors, 408, 429 and 5xx are retried with exponential backoff and jitter, up to
   `max_attempts`; a 429/503 `Retry-After` is honoured (and if it asks for more than `max_backoff_s`, the
-  alert is given up). Other answers are final. An alert that cannot be delivered is a dead letter
-  (`stage: deliver`, with the sink and the reason).
-- Never twice from one process (a process-wide claim per state dir, sink and alert), nor across restarts
-  (the state store's outbox: an alert is queued for every sink in the transaction that raises it, and
-  marked delivered or dead once the sink is done; what a stopped run still owed is sent by the next).
-  Only a crash between the receiver's 2xx and that mark can resend, with the same Idempotency-Key.
-- At most `max_per_minute` single-alert messages per sink in any minute; the excess goes out as one digest
-  message, at the end of a bundle once the last digest is a minute old, and at the latest at shutdown.
+  alert is given up). Other answers are final.
+- `RateLimit`: at most `max_per_minute` single-alert messages per sink in any minute; the excess goes out
+  as one digest message.
 - Plain text only: markup and control characters are removed from every text, and a link is passed on
-  only if it is http(s). The webhook URL (a secret) is read from the environment in `setup` and never
-  logged or written; failure reasons name the sink, never its URL.
+  only if it is http(s). Failure reasons name the sink's answer, never its URL (a secret).
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import os
 import random
 import re
-import sys
-import threading
 import time
 import unicodedata
 from collections import deque
@@ -37,18 +27,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipelines import telemetry
 from pipelines.config import SinkConfig
-from pipelines.records import DeadLetter
-from pipelines.sinks import DEAD_LETTER_FILE, FileSinkFn
 
 RATE_WINDOW_S = 60.0
 _TAG = re.compile(r"<[^>]*>")
 _RETRYABLE_STATUS = {408, 429}
-
-_claimed: set[tuple[str, str, str]] = set()
-_claim_lock = threading.Lock()
-
 
 # --- plain text -------------------------------------------------------------------------
 
@@ -133,6 +116,7 @@ class Delivery:
     ok: bool
     attempts: int
     reason: str = ""  # why it failed: never the URL
+    stopped: bool = False  # the worker was told to stop between attempts: still owed, not a failure
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -178,10 +162,11 @@ def post_with_retries(
     body: dict,
     key: str,
     sink: SinkConfig,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     rand: Callable[[], float] = random.random,
 ) -> Delivery:
-    """POST `body` with `Idempotency-Key: key` until a 2xx, a final answer, or `max_attempts`."""
+    """POST `body` with `Idempotency-Key: key` until a 2xx, a final answer, or `max_attempts`. `sleep` waits
+    between attempts; if it returns True (a stop event's `wait`), the attempts end with `stopped`."""
     for attempt in range(1, sink.max_attempts + 1):
         outcome, retry_after, retryable = _attempt(session, url, body, key, sink.timeout_s)
         if outcome == "ok":
@@ -190,12 +175,14 @@ def post_with_retries(
             return Delivery(False, attempt, f"{outcome}, not retried")
         if retry_after is not None and retry_after > sink.max_backoff_s:
             return Delivery(False, attempt, f"{outcome} asking to retry after {retry_after:g} s, more than max_backoff_s")
-        if attempt < sink.max_attempts:
-            sleep(retry_after * (1 + rand() / 10) if retry_after is not None else backoff_s(attempt, sink, rand))
+        if attempt < sink.max_attempts and sleep(
+            retry_after * (1 + rand() / 10) if retry_after is not None else backoff_s(attempt, sink, rand)
+        ):
+            return Delivery(False, attempt, f"stopped after attempt {attempt}, the last: {outcome}", stopped=True)
     return Delivery(False, sink.max_attempts, f"gave up after {sink.max_attempts} attempts, the last: {outcome}")
 
 
-# --- rate limit and once-only -----------------------------------------------------------
+# --- rate limit -----------------------------------------------------------------
 
 
 class RateLimit:
@@ -214,106 +201,3 @@ class RateLimit:
             return False
         self._sent.append(now)
         return True
-
-
-def claim(state_dir: str, sink: str, alert_id: str) -> bool:
-    """True the first time this process is asked about (state dir, sink, alert): whoever claims it delivers it."""
-    with _claim_lock:
-        if (state_dir, sink, alert_id) in _claimed:
-            return False
-        _claimed.add((state_dir, sink, alert_id))
-        return True
-
-
-# --- the sink ---------------------------------------------------------------------------
-
-
-class DeliverAlertsFn(FileSinkFn):
-    """alert dict -> (nothing): delivers each alert to one sink, once; what cannot be delivered is a dead letter."""
-
-    FILE = DEAD_LETTER_FILE
-
-    def __init__(self, sink: SinkConfig, out_dir: str, state_dir: str, run_id: str):
-        super().__init__(out_dir, state_dir, run_id)
-        self._sink = sink
-
-    def setup(self):
-        super().setup()
-        self._limit = RateLimit(self._sink.max_per_minute)
-        self._held: list[dict] = []
-        self._last_digest_at = -RATE_WINDOW_S
-        self._session = requests.Session() if self._sink.kind == "webhook" else None
-        # Read here, on the worker, so the URL never travels in the pipeline's serialized graph.
-        self._url = os.environ.get(self._sink.url_env, "") if self._session else ""
-        self._owed = self._store.pending_deliveries(self._sink.name)  # what a stopped run did not deliver
-
-    def teardown(self):
-        self._send_digest(force=True)
-        if self._session:
-            self._session.close()
-        super().teardown()
-
-    def process(self, alert: dict):
-        self._offer_owed()
-        self._offer(alert)
-
-    def finish_bundle(self):
-        self._offer_owed()
-        self._send_digest(force=False)
-        super().finish_bundle()
-
-    def _offer_owed(self) -> None:
-        owed, self._owed = self._owed, []
-        for alert in owed:
-            self._offer(alert)
-
-    def _offer(self, alert: dict) -> None:
-        name = self._sink.name
-        if not claim(self._state_dir, name, alert["alert_id"]) or self._store.delivery_status(name, alert["alert_id"]) in (
-            "delivered",
-            "dead",
-        ):
-            return
-        if self._limit.allow(time.monotonic()):
-            self._settle([alert], self._deliver([alert], digest=False))
-        else:
-            self._held.append(alert)
-
-    def _send_digest(self, force: bool) -> None:
-        if not self._held or not (force or time.monotonic() - self._last_digest_at >= RATE_WINDOW_S):
-            return
-        held, self._held = self._held, []
-        self._last_digest_at = time.monotonic()
-        self._settle(held, self._deliver(held, digest=True))
-
-    def _deliver(self, alerts: list[dict], digest: bool) -> Delivery:
-        """One message: a single alert, or a digest of `alerts`."""
-        if self._session is None:
-            lines = [f"ALERT DIGEST {digest_id_of(alerts)}: {len(alerts)} more alerts"] if digest else []
-            print("\n".join(lines + [stdout_line(alert) for alert in alerts]), file=sys.stdout, flush=True)
-            return Delivery(True, 1)
-        if not self._url.startswith(("http://", "https://")):
-            return Delivery(False, 0, f"environment variable {self._sink.url_env} does not hold an http(s) URL on this worker")
-        form = self._sink.format
-        body, key = (
-            (digest_message(alerts, form), digest_id_of(alerts))
-            if digest
-            else (alert_message(alerts[0], form), alerts[0]["alert_id"])
-        )
-        return post_with_retries(self._session, self._url, body, key, self._sink)
-
-    def _settle(self, alerts: list[dict], delivery: Delivery) -> None:
-        """Record the outcome in the outbox, the metrics and, for a failure, the dead letters."""
-        ids = [alert["alert_id"] for alert in alerts]
-        self._store.record_deliveries(self._sink.name, ids, "delivered" if delivery.ok else "dead", delivery.reason)
-        for alert in alerts:
-            telemetry.alert_delivered(self._sink.name, "ok" if delivery.ok else "dead_letter")
-            if not delivery.ok:
-                dead = DeadLetter(
-                    feed=alert["feed"],
-                    url=safe_link(alert["url"]),
-                    stage="deliver",
-                    reason=f"sink {self._sink.name}: {delivery.reason}",
-                    at=time.time(),
-                )
-                self._out.write({**dead.to_json(), "alert_id": alert["alert_id"], "sink": self._sink.name})
