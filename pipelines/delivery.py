@@ -196,13 +196,17 @@ class SinkWorker:
         settled = ledger.settled
         limit = RateLimit(self.sink.max_per_minute)
         queue: deque[dict] = deque()
+        taken: set[str] = set()  # queued or held: an id listed twice in the file is sent once
         held: list[dict] = []
         last_digest_at = -RATE_WINDOW_S
         self._ledger = JsonLines(self._out / LEDGER_FILE)
         self._dead_letters = JsonLines(self._out / DEAD_LETTER_FILE)
         try:
             while not self._stopped.is_set():
-                queue.extend(a for a in tail.read() if a["alert_id"] not in settled)
+                for alert in tail.read():
+                    if alert["alert_id"] not in settled and alert["alert_id"] not in taken:
+                        taken.add(alert["alert_id"])
+                        queue.append(alert)
                 while queue and not self._stopped.is_set():
                     alert = queue.popleft()
                     if not limit.allow(time.monotonic()):

@@ -1,12 +1,12 @@
 """Alert delivery: a real loopback webhook receiver that fails the first attempts (a timeout, a 429 with
-Retry-After, a 500) and records what it receives; each alert must arrive exactly once, with its key."""
+Retry-After, a 500) and records what it receives; each alert must arrive exactly once, with its key.
+(tests/test_delivery.py: a stream run with receivers that fail for good, and `newswatch deliver`.)"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +14,8 @@ import jsonschema
 import pytest
 
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, SinkConfig, load_watchlist
-from pipelines.store import StateStore
+from pipelines.delivery import LEDGER_FILE, Deliveries, owed
 from pipelines.webhooks import (
-    DeliverAlertsFn,
     RateLimit,
     alert_message,
     backoff_s,
@@ -237,24 +236,31 @@ def test_a_final_answer_or_a_long_retry_after_is_not_retried(receiver):
     assert not patient.ok and "retry after 1 s, more than max_backoff_s" in patient.reason
 
 
-# --- the sink DoFn, called as a runner calls it ---------------------------------------------
+# --- the delivery worker, on an output folder ------------------------------------------------
 
 
-def run_sink(sink: SinkConfig, tmp_path: Path, elements: list[dict], monkeypatch, url: str | None) -> DeliverAlertsFn:
-    if url:
-        monkeypatch.setenv(sink.url_env, url)
-    fn = DeliverAlertsFn(sink, str(tmp_path / "out"), str(tmp_path / "state"), "run-1")
-    fn.setup()
-    for element in elements:
-        list(fn.process(element) or [])
-    fn.finish_bundle()
-    fn.teardown()
-    return fn
+def raise_alerts(out: Path, alerts: list[dict]) -> None:
+    """What the pipeline does: append each alert to the outbox, alerts.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "alerts.jsonl", "a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(a) + "\n" for a in alerts)
 
 
-def test_rate_limit_sends_the_excess_as_one_digest_and_each_alert_once(receiver, tmp_path, monkeypatch):
+def deliver_all(sink: SinkConfig, out: Path, alerts: list[dict], url: str | None) -> None:
+    """A run's delivery: the sink subscribes, the alerts are raised, and the worker sends until nothing is owed."""
+    deliveries = Deliveries((sink,), out, environ={sink.url_env: url} if url else {}).start()
+    raise_alerts(out, alerts)
+    assert deliveries.finish(grace_s=30) == {sink.name: 0}
+
+
+def statuses(out: Path, sink: str) -> dict[str, str]:
+    return {r["alert_id"]: r["status"] for r in read_lines(out / LEDGER_FILE) if r["sink"] == sink and "alert_id" in r}
+
+
+def test_rate_limit_sends_the_excess_as_one_digest_and_each_alert_once(receiver, tmp_path):
     alerts = [alert(n) for n in range(1, 6)]
-    run_sink(hook("chat", max_per_minute=2), tmp_path, alerts + alerts[:2], monkeypatch, receiver.hook_url("chat"))
+    out = tmp_path / "out"
+    deliver_all(hook("chat", max_per_minute=2), out, alerts + alerts[:2], receiver.hook_url("chat"))
     bodies = [a.body for a in receiver.accepted("chat")]
     singles = [b for b in bodies if "alert_id" in b]
     [digest] = [b for b in bodies if "digest_id" in b]
@@ -262,35 +268,42 @@ def test_rate_limit_sends_the_excess_as_one_digest_and_each_alert_once(receiver,
     assert [a["alert_id"] for a in digest["alerts"]] == [f"a-{n:016x}" for n in (3, 4, 5)]
     keys = [a.key for a in receiver.accepted("chat")]
     assert keys == [b.get("alert_id", b.get("digest_id")) for b in bodies]
-    with closing(StateStore(tmp_path / "state")) as store:
-        assert {store.delivery_status("chat", a["alert_id"]) for a in alerts} == {"delivered"}
+    assert set(statuses(out, "chat").values()) == {"delivered"} and len(statuses(out, "chat")) == 5
 
 
-def test_an_undeliverable_alert_is_a_dead_letter_with_the_reason(receiver, tmp_path, monkeypatch):
-    run_sink(hook("broken", max_attempts=2), tmp_path, [alert(7)], monkeypatch, receiver.hook_url("broken"))
-    [dead] = read_lines(tmp_path / "out" / "dead_letter.jsonl")
+def test_an_undeliverable_alert_is_a_dead_letter_with_the_reason(receiver, tmp_path):
+    out = tmp_path / "out"
+    deliver_all(hook("broken", max_attempts=2), out, [alert(7)], receiver.hook_url("broken"))
+    [dead] = read_lines(out / "dead_letter.jsonl")
     assert (dead["stage"], dead["sink"], dead["alert_id"], dead["feed"]) == ("deliver", "broken", "a-0000000000000007", "wire")
     assert dead["reason"] == "sink broken: gave up after 2 attempts, the last: HTTP 500"
-    with closing(StateStore(tmp_path / "state")) as store:
-        assert store.delivery_status("broken", "a-0000000000000007") == "dead"
+    assert statuses(out, "broken") == {"a-0000000000000007": "dead"}
 
 
-def test_what_a_stopped_run_still_owed_is_sent_by_the_next_once(receiver, tmp_path, monkeypatch):
-    sink = hook("chat")
-    with closing(StateStore(tmp_path / "state")) as store:  # raised and queued, then the process stopped
-        for n in (11, 12):
-            store.raise_alert(alert(n), lambda a: None, published=0.0, window_s=3600, sinks=("chat",))
-    run_sink(sink, tmp_path, [], monkeypatch, receiver.hook_url("chat"))
+def test_what_a_stopped_run_still_owed_is_sent_by_the_next_once(receiver, tmp_path):
+    sink, out = hook("chat"), tmp_path / "out"
+    stopped = Deliveries((sink,), out, environ={}).start()  # no URL in this process: it cannot send
+    stopped.workers[0].stop()
+    raise_alerts(out, [alert(11), alert(12)])  # raised, then the process stopped
+    assert stopped.finish(grace_s=0) == {"chat": 2}
+    assert [a["alert_id"] for a in owed(out, "chat")] == ["a-000000000000000b", "a-000000000000000c"]
+    deliver_all(sink, out, [], receiver.hook_url("chat"))
     assert sorted(a.key for a in receiver.accepted("chat")) == ["a-000000000000000b", "a-000000000000000c"]
-    run_sink(sink, tmp_path, [alert(11)], monkeypatch, receiver.hook_url("chat"))  # the next run, in the same process
-    assert len(receiver.accepted("chat")) == 2
+    deliver_all(sink, out, [], receiver.hook_url("chat"))  # the next run sends nothing again
+    assert len(receiver.accepted("chat")) == 2 and owed(out, "chat") == []
 
 
-def test_a_missing_url_on_the_worker_is_a_dead_letter_not_a_crash(tmp_path, monkeypatch):
-    sink = hook("nowhere")
-    monkeypatch.delenv(sink.url_env, raising=False)
-    run_sink(sink, tmp_path, [alert(21)], monkeypatch, None)
-    [dead] = read_lines(tmp_path / "out" / "dead_letter.jsonl")
+def test_a_sink_is_owed_only_what_was_raised_after_it_first_ran(receiver, tmp_path):
+    out = tmp_path / "out"
+    raise_alerts(out, [alert(31)])  # the folder's history, from before the sink was in the watchlist
+    deliver_all(hook("chat"), out, [alert(32)], receiver.hook_url("chat"))
+    assert [a.key for a in receiver.accepted("chat")] == ["a-0000000000000020"]
+
+
+def test_a_missing_url_where_delivery_runs_is_a_dead_letter_not_a_crash(tmp_path):
+    out = tmp_path / "out"
+    deliver_all(hook("nowhere"), out, [alert(21)], None)
+    [dead] = read_lines(out / "dead_letter.jsonl")
     assert "NW_TEST_NOWHERE_URL does not hold an http(s) URL" in dead["reason"]
 
 
@@ -410,6 +423,8 @@ def test_newswatch_run_delivers_each_alert_once_through_retries_digests_and_dead
             str(out),
             "--state-dir",
             str(state),
+            "--deliver-grace",
+            "30",  # a batch run may finish delivering for this long before it exits (the default is 2 s)
         )
         first = run_newswatch(*args)
         assert first.returncode == 0, first.stderr
@@ -439,6 +454,9 @@ def test_newswatch_run_delivers_each_alert_once_through_retries_digests_and_dead
     dead = [d for d in read_lines(out / "dead_letter.jsonl") if d["stage"] == "deliver"]
     assert sorted(d["alert_id"] for d in dead) == ids and {d["sink"] for d in dead} == {"broken"}
     assert len(receiver.tries("broken", ids[0])) == 2
+    assert (
+        first.stderr.splitlines()[-1] == "newswatch: done; written: 4 items, 3 alerts (every line complete); still owed: nothing"
+    )
     # stdout: one line per alert.
     assert sorted(line.split()[1] for line in first.stdout.splitlines() if line.startswith("ALERT ")) == ids
     # The secret in the URLs appears nowhere.
