@@ -203,6 +203,7 @@ class SinkWorker:
         self._dead_letters = JsonLines(self._out / DEAD_LETTER_FILE)
         try:
             while not self._stopped.is_set():
+                draining = self._draining.is_set()  # before the read: every line written before the drain is read
                 for alert in tail.read():
                     if alert["alert_id"] not in settled and alert["alert_id"] not in taken:
                         taken.add(alert["alert_id"])
@@ -213,7 +214,6 @@ class SinkWorker:
                         held.append(alert)
                     elif not self._settle([alert], self._send(session, [alert], digest=False), settled):
                         return
-                draining = self._draining.is_set()
                 if held and (draining or time.monotonic() - last_digest_at >= RATE_WINDOW_S):
                     batch, held = held, []
                     last_digest_at = time.monotonic()
