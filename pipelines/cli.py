@@ -28,7 +28,7 @@ from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, load_mod
 from pipelines import __version__, telemetry
 from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
-from pipelines.delivery import Deliveries, delivery_sinks, owed_line
+from pipelines.delivery import Deliveries, counted, delivery_sinks, owed_line
 from pipelines.furniture import strip_furniture
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
@@ -173,7 +173,8 @@ def stop_line(out: Path, alerts_before: int, signalled: bool, still_owed: dict[s
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).exists() else {}
     alerts = len(read_json_lines(out / ALERTS_FILE)) - alerts_before
     return (
-        f"newswatch: {'stopped' if signalled else 'done'}; written: {summary.get('unique', 0)} items, {alerts} alerts "
+        f"newswatch: {'stopped' if signalled else 'done'}; written: {counted(summary.get('unique', 0), 'item')}, "
+        f"{counted(alerts, 'alert')} "
         f"(every line complete); still owed: {owed_line(still_owed)}"
     )
 

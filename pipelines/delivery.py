@@ -312,9 +312,14 @@ class Deliveries:
         return sum(w.delivered for w in self.workers), sum(w.dead for w in self.workers)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 alert`, `2 alerts`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def owed_line(still_owed: Mapping[str, int]) -> str:
-    """`2 alerts to desk, 0 to chat`; `nothing` when no sink is owed anything."""
+    """`2 alerts to desk, 1 alert to chat`; `nothing` when no sink is owed anything."""
     if not any(still_owed.values()):
         return "nothing"
-    parts = [f"{n} {'alert' if n == 1 else 'alerts'} to {name}" for name, n in still_owed.items() if n]
+    parts = [f"{counted(n, 'alert')} to {name}" for name, n in still_owed.items() if n]
     return ", ".join(parts) + " (sent by the next run or `newswatch deliver`)"

@@ -49,7 +49,7 @@ class Attempt:
 class Receiver(FeedServer):
     """The feed server, taught to take POSTs as a webhook receiver. Each path has a plan: the answers to the first
     attempts with each Idempotency-Key ("timeout": answer only after the client gave up), then 200;
-    "always-500" never succeeds; a path without a plan is a 404."""
+    "always-500" (or another status) never succeeds; a path without a plan is a 404."""
 
     def __init__(self, plans: dict[str, tuple[str, ...]]):
         super().__init__()
@@ -64,7 +64,7 @@ class Receiver(FeedServer):
                 outcome = receiver.answer(self.path, self.headers.get("Idempotency-Key"), body)
                 if outcome == "timeout":
                     time.sleep(CLIENT_TIMEOUT_S * 3)
-                status = {"timeout": 503, "429": 429, "500": 500, "404": 404}.get(outcome, 200)
+                status = {"timeout": 503, "429": 429, "500": 500, "503": 503, "404": 404}.get(outcome, 200)
                 try:
                     self.send_response(status)
                     if status == 429:
@@ -82,8 +82,10 @@ class Receiver(FeedServer):
             earlier = sum(1 for a in self.attempts if a.path == path and a.key == key)
             if plan is None:
                 outcome = "404"
+            elif plan and plan[0].startswith("always-"):  # always-500, always-503: never succeeds
+                outcome = plan[0].removeprefix("always-")
             else:
-                outcome = "500" if plan == ("always-500",) else (plan[earlier] if earlier < len(plan) else "200")
+                outcome = plan[earlier] if earlier < len(plan) else "200"
             self.attempts.append(Attempt(path, key, body, outcome))
             return outcome
 
