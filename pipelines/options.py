@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from classifiers.topic_model import DEFAULT_MODEL_PATH
 from pipelines.config import DEFAULT_FEEDS, DEFAULT_WATCHLIST
-from pipelines.fetch import FetchSettings
+from pipelines.poll import FetchSettings
 from pipelines.stories import StorySettings
 
 FETCH = FetchSettings()  # the documented defaults

@@ -19,10 +19,11 @@ from pipelines.alerts import EmitAlerts
 from pipelines.classify import ClassifyTopics
 from pipelines.config import Feed, Watchlist
 from pipelines.dedup import Deduplicate
-from pipelines.fetch import FetchFeeds, FetchSettings
+from pipelines.fetch import FetchFeeds
 from pipelines.normalise import Normalise
 from pipelines.options import NewswatchOptions
 from pipelines.parse import ParseEntries
+from pipelines.poll import FetchSettings
 from pipelines.sinks import RecordFeedStatusFn, WriteDeadLettersFn, WriteItemsFn
 from pipelines.stories import StorySettings
 

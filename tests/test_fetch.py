@@ -16,13 +16,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from requests.structures import CaseInsensitiveDict
 
 from pipelines.config import Feed
-from pipelines.fetch import (
+from pipelines.fetch import FetchFeeds, HostLane, HostState, host_key, run_lanes, shard_of
+from pipelines.poll import (
     MAX_SERVER_INTERVAL_S,
     FetchError,
-    FetchFeeds,
     FetchSettings,
-    HostLane,
-    HostState,
     PollResult,
     PollState,
     after_failure,
@@ -31,13 +29,10 @@ from pipelines.fetch import (
     cache_interval_s,
     fetch_http,
     host_hold_s,
-    host_key,
     poll_feed,
     read_limited,
     request_headers,
     retry_after_s,
-    run_lanes,
-    shard_of,
 )
 from tests.feedserver import rss
 from tests.stories import CEASEFIRE_TALKS, entry
