@@ -33,7 +33,7 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ from pipelines import telemetry
 from pipelines.config import Feed
 from pipelines.poll import FetchSettings, PollResult, PollState, poll_feed
 from pipelines.records import DeadLetter, iso_utc
+from pipelines.store import StateStore
 
 DEAD_LETTER = "dead_letter"
 LOCAL_FILES = ""  # the host key of feeds read from files: no spacing, no holds
@@ -178,8 +179,17 @@ class PollFeedsFn(beam.DoFn):
 
     STATE = ReadModifyWriteStateSpec("poll", PickleCoder())
 
-    def __init__(self, feeds: tuple[Feed, ...], settings: FetchSettings, once: bool, tick_s: float, stop_at: float | None = None):
+    def __init__(
+        self,
+        feeds: tuple[Feed, ...],
+        settings: FetchSettings,
+        once: bool,
+        tick_s: float,
+        stop_at: float | None = None,
+        state_dir: str | None = None,
+    ):
         self._settings = settings
+        self._state_dir = state_dir
         self._once = once  # batch: this is the only call, nothing may be left for later
         self._tick_s = tick_s
         self._stop_at = stop_at
@@ -194,11 +204,38 @@ class PollFeedsFn(beam.DoFn):
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._store = StateStore(self._state_dir) if self._state_dir else None
+        self._unsaved: dict[str, tuple[str, PollState]] = {}  # polled in the last call: kept at the next
 
     def teardown(self):
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._store:
+            self._save()  # the run ended: every poll's items have gone through the pipeline
+            self._store.close()
         for session in self._sessions:
             session.close()
+
+    def _restored(self, shard: int) -> ShardState:
+        """A shard's state as the last run with this state dir left it: each feed's validators, failures and (in
+        stream mode) next due time, so a restart polls conditionally and when due, not every feed at once."""
+        book = ShardState()
+        if not self._store:
+            return book
+        saved = self._store.saved_polls()
+        for feeds in self._hosts.get(shard, {}).values():
+            for feed in feeds:
+                url, state = saved.get(feed.name, ("", {}))
+                if url == feed.url:  # a feed whose URL changed starts again as new
+                    book.feeds[feed.name] = replace(PollState(**state), next_due=0.0) if self._once else PollState(**state)
+        return book
+
+    def _save(self) -> None:
+        """Keep the polls of the last call in the state dir. One call late on purpose: a poll's validators are
+        kept only once its items have gone through the pipeline, so a run killed in between polls that feed
+        again in full rather than getting a 304 for items it never wrote."""
+        if self._store and self._unsaved:
+            self._store.save_polls([(feed, url, asdict(state)) for feed, (url, state) in self._unsaved.items()])
+            self._unsaved = {}
 
     def _session(self) -> requests.Session:
         """This thread's HTTP session (a Session is not safe to share between threads; each keeps its connections)."""
@@ -236,7 +273,8 @@ class PollFeedsFn(beam.DoFn):
 
     def process(self, element, shard_state=beam.DoFn.StateParam(STATE)):
         shard, tick = element
-        book = shard_state.read() or ShardState()
+        book = shard_state.read() or self._restored(shard)
+        self._save()  # the polls of the shard's last call: their items went through the pipeline since
         now = time.time()  # wall-clock: due times are wall-clock, whatever the tick's timestamp
         running = self._running.setdefault(shard, {})
         lanes = self._lanes(shard, book, now, running)
@@ -253,6 +291,7 @@ class PollFeedsFn(beam.DoFn):
         )
         for result in results:
             book.feeds[result.feed.name] = result.state
+            self._unsaved[result.feed.name] = (result.feed.url, result.state)
             telemetry.feed_fetched(result.feed.name, result.outcome, result.state.failures)
             if result.dead_letter:
                 log.info(
@@ -292,8 +331,10 @@ class FetchFeeds(beam.PTransform):
         duration_s: float | None = None,
         tick_s: float = 1.0,
         settings: FetchSettings = FetchSettings(),
+        state_dir: str | None = None,
     ):
         super().__init__()
+        self._state_dir = state_dir
         self._feeds = feeds
         self._streaming = streaming
         self._duration_s = duration_s
@@ -311,7 +352,9 @@ class FetchFeeds(beam.PTransform):
             ticks = pbegin | "Once" >> beam.Create([start])
         shards = sorted({shard_of(host_key(feed), self._settings.fetch_shards) for feed in self._feeds})
         stop_at = start + self._duration_s if self._streaming and self._duration_s else None
-        poll = PollFeedsFn(self._feeds, self._settings, once=not self._streaming, tick_s=self._tick_s, stop_at=stop_at)
+        poll = PollFeedsFn(
+            self._feeds, self._settings, once=not self._streaming, tick_s=self._tick_s, stop_at=stop_at, state_dir=self._state_dir
+        )
         return (
             ticks
             | "PerShard"

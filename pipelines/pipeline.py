@@ -34,7 +34,7 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     streaming = options.mode == "stream"
     sink_args = (options.out, state_dir, options.run_id)
     fetch_settings = FetchSettings(**{f.name: getattr(options, f.name) for f in fields(FetchSettings)})
-    fetched = p | "FetchFeeds" >> FetchFeeds(feeds, streaming, options.duration_s, options.tick_s, fetch_settings)
+    fetched = p | "FetchFeeds" >> FetchFeeds(feeds, streaming, options.duration_s, options.tick_s, fetch_settings, state_dir)
     parsed = fetched.responses | "ParseEntries" >> ParseEntries()
     normalised = parsed.entries | "Normalise" >> Normalise()
     stories = StorySettings(options.near_dup_threshold, options.dedup_horizon_days)

@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS feed_health (feed TEXT PRIMARY KEY, run_id TEXT NOT N
                                         consecutive_failures INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS story_sources (story_id TEXT NOT NULL, feed TEXT NOT NULL, url TEXT NOT NULL,
                                           PRIMARY KEY (story_id, feed, url));
+-- Each feed's poll schedule and HTTP validators (a PollState as JSON), so a restart polls conditionally and on time.
+CREATE TABLE IF NOT EXISTS feed_polls (feed TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL);
 -- The latest alert raised for each alert key (story + actor set + topic set), for the alert window.
 CREATE TABLE IF NOT EXISTS alert_keys (key TEXT PRIMARY KEY, alert_id TEXT NOT NULL, occurrence INTEGER NOT NULL,
                                        published REAL NOT NULL);
@@ -156,6 +158,22 @@ class StateStore:
                     )
                     updated.append(alert)
         return updated
+
+    # --- polling: each feed's schedule and validators -------------------------------
+
+    def save_polls(self, polls: list[tuple[str, str, dict]]) -> None:
+        """Keep (feed, url, poll state) for the next run, in one transaction."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO feed_polls (feed, url, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (feed) DO UPDATE SET url = excluded.url, state = excluded.state",
+                [(feed, url, json.dumps(state)) for feed, url, state in polls],
+            )
+
+    def saved_polls(self) -> dict[str, tuple[str, dict]]:
+        """{feed: (url, poll state)} as the last run left them."""
+        rows = self._db.execute("SELECT feed, url, state FROM feed_polls").fetchall()
+        return {feed: (url, json.loads(state)) for feed, url, state in rows}
 
     # --- the run's accounting, which summary.json shows -------------------------------
 

@@ -292,6 +292,35 @@ def test_stream_sends_conditional_requests_from_the_second_poll_and_does_not_par
     assert (health["fetched"], health["duplicates"]) == (2, 0)  # every later poll was a 304: nothing read again
 
 
+def test_a_restarted_run_polls_conditionally_and_only_what_is_due(tmp_path, feed_server):
+    """Each feed's validators and next due time are kept in the state dir: a restart is not a burst of full GETs."""
+    modified = "Tue, 24 Nov 2026 08:00:00 GMT"
+    for name, story in (("wire", CEASEFIRE_TALKS), ("weekly", AID_CONVOY)):
+        feed_server.serve(f"/{name}.xml", rss(name, [entry(story, f"https://{name}.example.org/a")]), ETag=f'"{name}-1"')
+    feed_server.routes["/wire.xml"].headers["Last-Modified"] = modified
+    feeds = write_yaml(
+        tmp_path / "feeds.yaml",
+        {
+            "feeds": [
+                {"name": "wire", "url": feed_server.url("/wire.xml"), "interval": 1},
+                {"name": "weekly", "url": feed_server.url("/weekly.xml"), "interval": 3600},
+            ]
+        },
+    )
+    out, state = tmp_path / "out", tmp_path / "state"
+    args = ("run", "--feeds", str(feeds), "--out", str(out), "--state-dir", str(state), "--mode", "stream", "--tick", "0.25")
+    for duration in ("3", "4"):  # a run, then a restart with the same state dir
+        result = run_newswatch(*args, "--duration", duration, "--host-spacing", "0")
+        assert result.returncode == 0, result.stderr
+        if duration == "3":
+            first = len(feed_server.requests)
+    restarted = feed_server.requests[first:]
+    assert restarted and {path for path, _, _ in restarted} == {"/wire.xml"}, "weekly was not due yet"
+    assert all(h.get("If-None-Match") == '"wire-1"' and h.get("If-Modified-Since") == modified for _, h, _ in restarted)
+    assert summary(out)["fetched"] == 0  # every poll of the restarted run was a 304
+    assert len(read_lines(out / "items.jsonl")) == 2
+
+
 def test_stream_retry_after_holds_every_feed_of_that_host(tmp_path, feed_server):
     feed_server.serve("/limited.xml", b"slow down", status=429, **{"Retry-After": "3"})
     feed_server.serve("/sibling.xml", rss("Sibling", [entry(DOMESTIC_DECREE, "https://sibling.example.org/decree")]))
