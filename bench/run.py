@@ -4,7 +4,8 @@
    against the bare reference (fetch + feedparser.parse of the same feeds in a plain loop).
 2. Scaling: the same at several sizes (start-up cost vs per-item cost).
 3. Annotation: items/s of the topic model and of the actor matcher alone.
-4. Stream latency: items added to a live feed (poll interval 2 s) until their item and alert lines are flushed.
+4. Stream latency: items added to a live feed (poll interval 2 s) until their item and alert lines are flushed;
+   again with a dead webhook sink (a closed port, retried 60 times), which must not slow the alert lines.
 5. Memory: peak resident memory of each batch run, and bytes of dedup state per remembered item
    (bench.stories replays the steps' state functions and encodes the state as the steps do).
 6. Fetching: feeds polled per second over 20 loopback hosts, without and with the default per-host spacing
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -143,9 +145,9 @@ def annotation_throughput(runs: int) -> dict:
     }
 
 
-def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
+def stream_latency(n_items: int, interval_s: float, tmp: Path, *extra: str, label: str = "stream") -> dict:
     """Seconds from an item appearing in a live feed to its item line (and alert line) being flushed."""
-    out = tmp / "stream-out"
+    out = tmp / f"{label}-out"
     entries: list[Entry] = []
     appeared: dict[str, float] = {}
     seen_item: dict[str, float] = {}
@@ -160,7 +162,7 @@ def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
         config = tmp / "live.yaml"
         config.write_text(json.dumps({"feeds": [{"name": "live", "url": server.url("/live.xml"), "interval": interval_s}]}))
         child = subprocess.Popen(
-            newswatch_run(config, out, "--mode", "stream", "--tick", "0.25"),
+            newswatch_run(config, out, "--mode", "stream", "--tick", "0.25", *extra),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -194,6 +196,22 @@ def stream_latency(n_items: int, interval_s: float, tmp: Path) -> dict:
         **_quantiles("item", item_latency),
         **_quantiles("alert", alert_latency),
     }
+
+
+def stream_latency_dead_sink(n_items: int, interval_s: float, tmp: Path) -> dict:
+    """The same, with the bundled watchlist and one webhook sink whose port is closed: delivery must not hold up
+    the pipeline (the alerts stay owed; `newswatch deliver` would send them later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    watchlist = load_watchlist(DEFAULT_WATCHLIST, environ={})
+    config = {
+        "actors": [{"name": a.name, "aliases": list(a.aliases)} for a in watchlist.actors],
+        "alerts": {"sinks": [{"type": "webhook", "name": "dead", "url_env": "NEWSWATCH_BENCH_DEAD_SINK", "max_attempts": 60}]},
+    }
+    (tmp / "dead-sink.yaml").write_text(json.dumps(config))
+    os.environ["NEWSWATCH_BENCH_DEAD_SINK"] = f"http://127.0.0.1:{port}/hook"
+    return stream_latency(n_items, interval_s, tmp, "--watchlist", str(tmp / "dead-sink.yaml"), label="dead-sink")
 
 
 def _quantiles(name: str, values: list[float]) -> dict:
@@ -250,6 +268,12 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         ),
         (f"stream alert p95 <= {limit:g} s", stream["alert_p95_s"], " s", limit),
         (
+            f"stream alert p95 with a dead webhook sink <= {limit:g} s",
+            results.get("stream_dead_sink", {}).get("alert_p95_s"),
+            " s",
+            limit,
+        ),
+        (
             f"dedup state <= {MAX_STATE_BYTES} bytes/item",
             results["dedup_state"]["all_dedup_state_bytes_per_item_in_stream"],
             " bytes",
@@ -282,6 +306,14 @@ def markdown(results: dict) -> str:
         f"Annotation alone: classifier {a['classifier_items_per_s']} items/s, actor matcher {a['matcher_items_per_s']} items/s.",
         f"Stream latency (poll interval {s['poll_interval_s']} s, {s['items']} items): item line p50 {s['item_p50_s']} s, "
         f"p95 {s['item_p95_s']} s; alert line p50 {s['alert_p50_s']} s, p95 {s['alert_p95_s']} s ({s['alerts_seen']} alerts).",
+        *(
+            [
+                f"With a dead webhook sink (closed port, max_attempts 60): alert line p50 {ds['alert_p50_s']} s, "
+                f"p95 {ds['alert_p95_s']} s ({ds['alerts_seen']} alerts)."
+            ]
+            if (ds := results.get("stream_dead_sink"))
+            else []
+        ),
         f"Dedup state ({d['items']} items): {d['near_duplicate_stage_bytes_per_item']} bytes/item in the near-duplicate "
         f"steps, {d['all_dedup_state_bytes_per_item_in_stream']} bytes/item for all of Deduplicate in stream mode.",
     ]
@@ -320,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(annotation), flush=True)
         stream = stream_latency(args.stream_items, 2.0, Path(tmp))
         print(json.dumps(stream), flush=True)
+        dead_sink = stream_latency_dead_sink(args.stream_items, 2.0, Path(tmp))
+        print(json.dumps(dead_sink), flush=True)
     state = dedup_state(args.state_items)
     print(json.dumps(state), flush=True)
     fetch = fetching(args.fetch_feeds)
@@ -331,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch": batch,
         "annotation": annotation,
         "stream": stream,
+        "stream_dead_sink": dead_sink,
         "dedup_state": state,
         "fetching": fetch,
     }
