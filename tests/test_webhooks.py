@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, SinkConfig, load_watchlist
-from pipelines.delivery import LEDGER_FILE, Deliveries, owed
+from pipelines.delivery import LEDGER_FILE, AlertsTail, Deliveries, owed
 from pipelines.webhooks import (
     RateLimit,
     alert_message,
@@ -464,3 +464,18 @@ def test_newswatch_run_delivers_each_alert_once_through_retries_digests_and_dead
     # The secret in the URLs appears nowhere.
     written = "".join(p.read_text(errors="replace") for p in out.iterdir() if p.is_file())
     assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr + written
+
+
+def test_the_outbox_is_read_in_whole_lines_only(tmp_path):
+    path = tmp_path / "alerts.jsonl"
+    line = json.dumps(alert(41))
+    path.write_text(line[:20])  # a line still being written
+    tail = AlertsTail(path, 0)
+    assert tail.read() == [] and tail.offset == 0
+    path.write_text(line + "\n" + "not json\n")  # the rest arrives; a torn line from a crash is skipped
+    assert [a["alert_id"] for a in tail.read()] == ["a-0000000000000029"] and tail.read() == []
+
+
+def test_newswatch_deliver_needs_an_output_folder_with_alerts(tmp_path):
+    result = run_newswatch("deliver", "--out", str(tmp_path / "nowhere"), timeout=60)
+    assert result.returncode == 2 and "no alerts.jsonl there" in result.stderr
