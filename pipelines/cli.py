@@ -28,7 +28,7 @@ from classifiers.topic_model import DEFAULT_MODEL_PATH, ModelLoadError, load_mod
 from pipelines import __version__, telemetry
 from pipelines.actors import Matcher, mentions_in
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, load_feeds, load_watchlist
-from pipelines.delivery import Deliveries, counted, delivery_sinks, owed_line
+from pipelines.delivery import Deliveries, adopt_legacy_outbox, counted, delivery_sinks, owed_line
 from pipelines.furniture import strip_furniture
 from pipelines.options import NewswatchOptions
 from pipelines.pipeline import build
@@ -121,6 +121,8 @@ def run(argv: list[str]) -> int:
     with closing(StateStore(state_dir)) as store:
         adopt_written_items(out / ITEMS_FILE, store)
         store.adopt_alerts(read_json_lines(out / ALERTS_FILE))
+        if (pending := store.legacy_deliveries()) is not None:  # a state dir from before the delivery ledger
+            adopt_legacy_outbox(out, delivery_sinks(watchlist.alerts, nw.alerts_to_stdout), pending)
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
     sinks = delivery_sinks(watchlist.alerts, nw.alerts_to_stdout)

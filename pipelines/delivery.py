@@ -53,7 +53,7 @@ from pipelines.webhooks import (
 
 LEDGER_FILE = "deliveries.jsonl"
 POLL_S = 0.2  # how often a worker looks for new lines in alerts.jsonl
-DELIVERED, DEAD, SUBSCRIBED = "delivered", "dead", "subscribed"
+DELIVERED, DEAD, SUBSCRIBED, SKIPPED = "delivered", "dead", "subscribed", "skipped"
 log = logging.getLogger(__name__)
 
 
@@ -118,6 +118,30 @@ def subscribe(out: Path, sinks: tuple[SinkConfig, ...]) -> None:
     try:
         for sink in new:
             ledger.write({"sink": sink.name, "status": SUBSCRIBED, "alerts_offset": size, "at": iso_utc(time.time())})
+    finally:
+        ledger.close()
+
+
+def adopt_legacy_outbox(out: Path, sinks: tuple[SinkConfig, ...], pending: Mapping[str, set[str]]) -> None:
+    """Carry over what an older version's state store still owed (`pending`: {sink: alert ids}) for the sinks
+    that have no ledger yet: each is subscribed from the start of alerts.jsonl, with every alert it was not
+    owed settled as `skipped`, so exactly the pending ones stay owed."""
+    ledgers = read_ledger(out)
+    new = [sink for sink in sinks if sink.name in pending and ledgers.get(sink.name, SinkLedger()).since is None]
+    if not new:
+        return
+    alerts = AlertsTail(out / ALERTS_FILE, 0).read()
+    ledger = JsonLines(out / LEDGER_FILE)
+    try:
+        for sink in new:
+            at = iso_utc(time.time())
+            ledger.write({"sink": sink.name, "status": SUBSCRIBED, "alerts_offset": 0, "at": at})
+            for alert in alerts:
+                if alert["alert_id"] not in pending[sink.name]:
+                    reason = "settled before newswatch kept a delivery ledger"
+                    ledger.write(
+                        {"sink": sink.name, "alert_id": alert["alert_id"], "status": SKIPPED, "reason": reason, "at": at}
+                    )
     finally:
         ledger.close()
 

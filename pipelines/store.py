@@ -159,6 +159,16 @@ class StateStore:
                     updated.append(alert)
         return updated
 
+    def legacy_deliveries(self) -> dict[str, set[str]] | None:
+        """{sink: alert ids still pending} from the per-sink outbox table that versions before the delivery
+        ledger kept here; None where this database never had one."""
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").fetchone():
+            return None
+        pending: dict[str, set[str]] = {}
+        for sink, alert_id, status in self._db.execute("SELECT sink, alert_id, status FROM deliveries"):
+            pending.setdefault(sink, set()).update([alert_id] if status == "pending" else [])
+        return pending
+
     # --- polling: each feed's schedule and validators -------------------------------
 
     def save_polls(self, polls: list[tuple[str, str, dict]]) -> None:

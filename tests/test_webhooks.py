@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import jsonschema
 import pytest
 
 from pipelines.config import DEFAULT_WATCHLIST, ConfigError, SinkConfig, load_watchlist
-from pipelines.delivery import LEDGER_FILE, AlertsTail, Deliveries, owed
+from pipelines.delivery import LEDGER_FILE, AlertsTail, Deliveries, adopt_legacy_outbox, owed
+from pipelines.store import StateStore
 from pipelines.webhooks import (
     RateLimit,
     alert_message,
@@ -479,3 +481,20 @@ def test_the_outbox_is_read_in_whole_lines_only(tmp_path):
 def test_newswatch_deliver_needs_an_output_folder_with_alerts(tmp_path):
     result = run_newswatch("deliver", "--out", str(tmp_path / "nowhere"), timeout=60)
     assert result.returncode == 2 and "no alerts.jsonl there" in result.stderr
+
+
+def test_what_an_older_version_still_owed_in_its_state_store_stays_owed(tmp_path):
+    out = tmp_path / "out"
+    raise_alerts(out, [alert(51), alert(52), alert(53)])
+    with closing(StateStore(tmp_path / "state")) as store:  # the outbox table of versions before the ledger
+        store._db.execute("CREATE TABLE deliveries (sink TEXT, alert_id TEXT, status TEXT, reason TEXT DEFAULT '')")
+        store._db.executemany(
+            "INSERT INTO deliveries (sink, alert_id, status) VALUES ('chat', ?, ?)",
+            [(alert(51)["alert_id"], "delivered"), (alert(52)["alert_id"], "pending")],
+        )
+        pending = store.legacy_deliveries()
+    adopt_legacy_outbox(out, (hook("chat"), hook("desk")), pending)
+    assert [a["alert_id"] for a in owed(out, "chat")] == [alert(52)["alert_id"]]
+    assert owed(out, "desk") == []  # not in the old outbox: subscribed from now on, as any new sink
+    with closing(StateStore(tmp_path / "fresh")) as store:
+        assert store.legacy_deliveries() is None
