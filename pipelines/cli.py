@@ -118,14 +118,14 @@ def run(argv: list[str]) -> int:
     nw.run_id = nw.run_id or uuid.uuid4().hex
     # What the output folder already holds counts as written before the first decision is made: a run into
     # the same --out adds only what is new (the sinks' own setup does the same after a crash on a worker).
+    sinks = delivery_sinks(watchlist.alerts, nw.alerts_to_stdout)
     with closing(StateStore(state_dir)) as store:
         adopt_written_items(out / ITEMS_FILE, store)
         store.adopt_alerts(read_json_lines(out / ALERTS_FILE))
         if (pending := store.legacy_deliveries()) is not None:  # a state dir from before the delivery ledger
-            adopt_legacy_outbox(out, delivery_sinks(watchlist.alerts, nw.alerts_to_stdout), pending)
+            adopt_legacy_outbox(out, sinks, pending)
     telemetry.build_info(__version__, model.version)
     telemetry.feeds_watched(feed.name for feed in feeds)
-    sinks = delivery_sinks(watchlist.alerts, nw.alerts_to_stdout)
     runner = str(options.view_as(StandardOptions).runner or "")
     # Delivery runs beside the pipeline, on threads of this process (see pipelines.delivery); on Dataflow the
     # outputs are not on this machine, so `newswatch deliver --follow` runs where they are.

@@ -273,12 +273,15 @@ class PollFeedsFn(beam.DoFn):
 
     def process(self, element, shard_state=beam.DoFn.StateParam(STATE)):
         shard, tick = element
-        book = shard_state.read() or self._restored(shard)
+        stored = shard_state.read()
+        book = stored or self._restored(shard)
         self._save()  # the polls of the shard's last call: their items went through the pipeline since
         now = time.time()  # wall-clock: due times are wall-clock, whatever the tick's timestamp
         running = self._running.setdefault(shard, {})
         lanes = self._lanes(shard, book, now, running)
         if not lanes:
+            if stored is None:
+                shard_state.write(book)  # restored once, not at every tick until a feed is due
             return
         last = self._once or (self._stop_at is not None and tick + 1.5 * self._tick_s >= self._stop_at)
         results = run_lanes(
