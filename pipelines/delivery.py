@@ -209,7 +209,7 @@ class SinkWorker:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return handle
             except BlockingIOError:
-                if self._draining.is_set() or self._stopped.wait(self._poll_s):
+                if self._stopped.wait(self._poll_s):
                     handle.close()
                     return None
 

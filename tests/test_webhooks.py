@@ -498,3 +498,13 @@ def test_what_an_older_version_still_owed_in_its_state_store_stays_owed(tmp_path
     assert owed(out, "desk") == []  # not in the old outbox: subscribed from now on, as any new sink
     with closing(StateStore(tmp_path / "fresh")) as store:
         assert store.legacy_deliveries() is None
+
+
+def test_one_worker_per_sink_and_folder_the_second_waits_for_the_first(receiver, tmp_path):
+    out, sink = tmp_path / "out", hook("chat")
+    first = Deliveries((sink,), out, environ={sink.url_env: receiver.hook_url("chat")}).start()
+    second = Deliveries((sink,), out, environ={sink.url_env: receiver.hook_url("chat")}).start()
+    raise_alerts(out, [alert(61), alert(62)])
+    time.sleep(1.0)
+    assert first.finish(grace_s=30) == {"chat": 0} and second.finish(grace_s=30) == {"chat": 0}
+    assert sorted(a.key for a in receiver.accepted("chat")) == [alert(61)["alert_id"], alert(62)["alert_id"]]
