@@ -157,7 +157,8 @@ def test_failing_webhooks_hold_up_no_poll_no_alert_line_and_no_stop(world, tmp_p
     check_delivered_once(receiver, out)
 
 
-def test_sigterm_stops_at_once_and_the_next_run_delivers_what_was_owed(world, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_stops_at_once_and_the_next_run_delivers_what_was_owed(world, tmp_path, monkeypatch, stop):
     feeds, receiver, feeds_file, watchlist = world
     out, state = tmp_path / "out", tmp_path / "state"
     process = stream(feeds_file, watchlist, out, state)
@@ -166,13 +167,13 @@ def test_sigterm_stops_at_once_and_the_next_run_delivers_what_was_owed(world, tm
         serve(feeds, "wire", [entry(CEASEFIRE_TALKS, "https://wire.example.org/alert", hours_ago=0)])
         assert wait_for(lambda: read_lines(out / "alerts.jsonl"), ALERT_LATENCY_S, 0.02), "no alert line"
         time.sleep(1.0)  # the hanging sink is inside its first attempt, the others between attempts
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         signalled = time.time()
         stdout, stderr = process.communicate(timeout=60)
         stop_s = time.time() - signalled
     finally:
         process.kill()
-    print(f"\nSIGTERM to exit: {stop_s:.1f} s; {stderr.splitlines()[-1]}")
+    print(f"\n{stop.name} to exit: {stop_s:.1f} s; {stderr.splitlines()[-1]}")
     assert process.returncode == 0 and "Traceback" not in stderr, stderr
     assert stop_s <= STOP_S
     assert stderr.splitlines()[-1] == (
