@@ -63,6 +63,8 @@ def _stop_on_signals(finish, stop_requested: threading.Event, on_stop) -> None:
         watchdog = threading.Timer(STOP_BUDGET_S, lambda: (finish(), os._exit(0)))
         watchdog.daemon = True
         watchdog.start()
+        # Beam logs an exception that crosses a DoFn, with its traceback, before passing it on: this one is ours.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL + 1)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
