@@ -1,5 +1,6 @@
 # newswatch: `make run` and `make test` do all set-up on a fresh machine.
-PYTHON ?= python3.11
+# The newest of Python 3.13, 3.12 and 3.11 that runs here (a pyenv shim may exist and not run); PYTHON=... overrides.
+PYTHON ?= $(shell for v in 3.13 3.12 3.11; do python$$v -c '' 2>/dev/null && { echo python$$v; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL := classifiers/model/topic_model.joblib
@@ -19,6 +20,7 @@ help: ## list the targets
 install: $(BIN)/.installed ## create .venv/ with newswatch and its test tools installed
 
 $(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no python3.13, python3.12 or python3.11 on PATH; install one, or name it: make PYTHON=/path/to/python3" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,lint,gcp]'
