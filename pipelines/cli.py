@@ -91,7 +91,39 @@ def print_report(out: Path, alerts_before: int) -> None:
     print(f"outputs in {out.resolve()}/ (alerts.jsonl, items.jsonl, dead_letter.jsonl, summary.json)")
 
 
+def print_run_help(beam_options: bool) -> None:
+    """`newswatch run --help`: newswatch's own options, one line each; with --help-beam, Beam's too."""
+    parser = argparse.ArgumentParser(
+        prog="newswatch run",
+        description="Poll feeds, find tracked actors in news about the watched topics, write alerts.",
+        epilog=None if beam_options else "Beam's own options (--runner, --flink_master, ...): newswatch run --help-beam",
+    )
+    NewswatchOptions._add_argparse_args(parser.add_argument_group("newswatch"))
+    if beam_options:
+        beam_group = parser.add_argument_group("Beam (passed to the runner)")
+        for options_class in _beam_option_classes():
+            try:
+                options_class._add_argparse_args(beam_group)
+            except (argparse.ArgumentError, AttributeError):
+                continue  # an option another class already added, or one only Beam's own parser can take
+    parser.print_help()
+
+
+def _beam_option_classes() -> list[type]:
+    """Beam's PipelineOptions subclasses (StandardOptions, FlinkRunnerOptions, ...), without ours."""
+    found, pending = [], list(PipelineOptions.__subclasses__())
+    while pending:
+        options_class = pending.pop(0)
+        pending.extend(options_class.__subclasses__())
+        if options_class is not NewswatchOptions and options_class.__module__.startswith("apache_beam"):
+            found.append(options_class)
+    return found
+
+
 def run(argv: list[str]) -> int:
+    if {"-h", "--help", "--help-beam"} & set(argv):
+        print_run_help("--help-beam" in argv)
+        return 0
     if not any(arg == "--runner" or arg.startswith("--runner=") for arg in argv):
         argv = [*argv, f"--runner={DEFAULT_LOCAL_RUNNER}"]
     options = PipelineOptions(argv)
