@@ -229,6 +229,6 @@ def test_a_busy_metrics_port_is_a_one_line_error(tmp_path):
 def test_run_help_lists_our_options_and_beams_behind_help_beam():
     ours = run_newswatch("run", "--help")
     assert ours.returncode == 0 and "--feeds" in ours.stdout and "--watchlist" in ours.stdout and "--help-beam" in ours.stdout
-    assert "--flink_master" not in ours.stdout
+    assert "--flink_job_server_jar" not in ours.stdout
     both = run_newswatch("run", "--help-beam")
-    assert both.returncode == 0 and "--feeds" in both.stdout and "--runner" in both.stdout and "--flink_master" in both.stdout
+    assert both.returncode == 0 and "--feeds" in both.stdout and "--runner" in both.stdout and "--flink_job_server_jar" in both.stdout
