@@ -43,6 +43,12 @@ STOP_BUDGET_S = 4.5  # from SIGTERM or Ctrl-C to the exit, at most
 REPORT_S = 1.0  # of that budget, kept for the summary and the report after delivery stops
 
 
+def _without_beam_resource_warning(record: logging.LogRecord) -> bool:
+    """Beam 2.77's RunInference loses the `resource` module when its optional model manager (which needs torch)
+    fails to import, then warns on every run that memory usage cannot be fetched: noise, about Beam, not the run."""
+    return not record.getMessage().startswith("Resource module is not available")
+
+
 def _fail(message: str) -> int:
     print(f"newswatch: {message}", file=sys.stderr)
     return USAGE_ERROR
@@ -288,6 +294,8 @@ def annotate(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_without_beam_resource_warning)
     commands = {"run": run, "deliver": deliver, "annotate": annotate}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(

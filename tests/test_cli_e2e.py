@@ -231,4 +231,15 @@ def test_run_help_lists_our_options_and_beams_behind_help_beam():
     assert ours.returncode == 0 and "--feeds" in ours.stdout and "--watchlist" in ours.stdout and "--help-beam" in ours.stdout
     assert "--flink_job_server_jar" not in ours.stdout
     both = run_newswatch("run", "--help-beam")
-    assert both.returncode == 0 and "--feeds" in both.stdout and "--runner" in both.stdout and "--flink_job_server_jar" in both.stdout
+    assert (
+        both.returncode == 0
+        and "--feeds" in both.stdout
+        and "--runner" in both.stdout
+        and "--flink_job_server_jar" in both.stdout
+    )
+
+
+def test_a_run_on_the_bundled_feeds_prints_no_warning(tmp_path):
+    result = run_newswatch("run", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
