@@ -25,8 +25,8 @@ from dataclasses import replace
 
 import apache_beam as beam
 
-from pipelines.records import Item
 from pipelines.buckets import entries_in, expiry_at, register, shard_of, story_id, story_int, with_entries
+from pipelines.records import Item
 from pipelines.stories import (
     ExpiringStateFn,
     NearStory,

@@ -4,16 +4,17 @@ Two kinds of values come out of an item's normalised text (furniture already rem
 `pipelines.furniture`; titles are left out, outlets retitle):
 - LSH band values (`signature`): MinHash over 3-word shingles cut into bands of `ROWS` values,
   `TEXT_BANDS` of the whole text and `LEAD_BANDS` of the lead (the first `LEAD_WORDS` words from
-  the first line of prose). Equal band values only make two items *candidates*.
+  the first line of prose; fewer rows per band, so an edited word or a copy shorter than the lead still
+  matches). Equal band values only make two items *candidates*.
 - A `Sketch` that decides whether a candidate is a copy (`is_copy`), small enough to be kept
   beside every bucket entry:
   * `text`: `TEXT_SKETCH` one-byte MinHash values of the whole text; the share of equal values
     estimates the Jaccard similarity (edited, furnished, lightly reworded copies);
   * `words` and `windows`: the word count from the lead on, and one byte per window of words
-    (`WINDOWS`: 25-31, 31-39, ... words, each about 1.25 times the last). A trimmed copy is
-    the beginning of its original: its lead and every window it holds are the original's. The
-    shorter text is contained in the longer when the lead and the equal windows cover at least
-    `threshold` of its words. Two long items that share a lead and then differ are not.
+    (`WINDOWS`: four of five words in the lead, then 20-25, 25-31, ... words, each about 1.25 times the
+    last). A trimmed copy is the beginning of its original: every window it holds is the original's.
+    The shorter text is contained in the longer when the equal windows cover at least
+    `threshold` (less `WINDOW_MARGIN`) of its words. Two long items that share a lead and then differ are not.
 """
 
 from __future__ import annotations
@@ -28,21 +29,25 @@ from functools import lru_cache
 
 from datasketch import MinHash
 
-TEXT_BANDS = 4
-LEAD_BANDS = 3
+TEXT_BANDS = 3
+ROWS = 3  # MinHash values per text band
+LEAD_BANDS = 4
+LEAD_ROWS = 2  # fewer per lead band: a word edited in the lead, or a copy shorter than the lead, still finds it
 BANDS = TEXT_BANDS + LEAD_BANDS
-ROWS = 3  # MinHash values per band
 SHINGLE_WORDS = 3
-LEAD_WORDS = 25  # about a wire story's first paragraph
+LEAD_WORDS = 20  # about a wire story's first sentence
 PROSE_LINE_WORDS = 12  # shorter lines at the top (bylines, datelines, "Updated ...") are not the lead
 MIN_WORDS = 12  # shorter texts (headlines, one-liners) are left to the exact steps
 # Changing the seed or the shingle hash changes every band value, so the near keys stored by earlier versions stop matching.
 MINHASH_SEED = 20261125
 TEXT_SKETCH = 24  # one-byte MinHash values of the whole text kept to verify a text-band candidate
 TEXT_MARGIN = 0.12  # a candidate's estimated similarity may fall this far under the threshold (estimate noise)
+# The lead and the equal windows may cover this much less than the threshold of the shorter text: an edited word
+# costs its whole window (up to a fifth of the text), and the last window is partly cut off.
+WINDOW_MARGIN = 0.1
 # Window boundaries after the lead, each about 1.25 times the last, so a trimmed copy's last partial window is at most a
 # fifth of it; beyond the last boundary only whole-text similarity counts.
-WINDOWS = (25, 31, 39, 49, 61, 76, 95, 119, 149, 186, 232, 290, 363, 454)
+WINDOWS = (0, 5, 10, 15, LEAD_WORDS, 25, 31, 39, 49, 61, 76, 95, 119, 149, 186, 232, 290, 363, 454)
 MAX_WORDS = 2**16 - 1
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -81,16 +86,16 @@ def _minhash(words: list[str], num_perm: int):
     return minhash.hashvalues
 
 
-def _bands(values, bands: int) -> tuple[int, ...]:
+def _bands(values, bands: int, rows: int) -> tuple[int, ...]:
     return tuple(
-        int.from_bytes(hashlib.blake2b(values[i * ROWS : (i + 1) * ROWS].tobytes(), digest_size=4).digest(), "big")
+        int.from_bytes(hashlib.blake2b(values[i * rows : (i + 1) * rows].tobytes(), digest_size=4).digest(), "big")
         for i in range(bands)
     )
 
 
-def band_values(words: list[str], bands: int) -> tuple[int, ...]:
-    """`bands` 32-bit band values of the MinHash of `words`' shingles (ROWS values per band)."""
-    return _bands(_minhash(words, bands * ROWS), bands)
+def band_values(words: list[str], bands: int, rows: int = ROWS) -> tuple[int, ...]:
+    """`bands` 32-bit band values of the MinHash of `words`' shingles (`rows` values per band)."""
+    return _bands(_minhash(words, bands * rows), bands, rows)
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ def signature_and_sketch(text: str) -> tuple[tuple[int, ...], Sketch | None]:
         return (), None
     whole = _minhash(words, max(TEXT_BANDS * ROWS, TEXT_SKETCH))
     prose = prose_words(text)
-    bands = _bands(whole, TEXT_BANDS) + band_values(prose[:LEAD_WORDS], LEAD_BANDS)
+    bands = _bands(whole, TEXT_BANDS, ROWS) + band_values(prose[:LEAD_WORDS], LEAD_BANDS, LEAD_ROWS)
     text_sketch = bytes(int(value) & 0xFF for value in whole[:TEXT_SKETCH])
     shape = _COUNT.pack(min(len(prose), MAX_WORDS)) + _window_bytes(prose)
     return bands, Sketch(text_sketch, shape)
@@ -148,19 +153,19 @@ def same_text(a: bytes, b: bytes, threshold: float) -> bool:
 
 
 def contained(a: bytes, b: bytes, threshold: float) -> bool:
-    """With equal leads, is the shorter of the two texts (shapes `a`, `b`) covered to `threshold` by the lead and
-    the equal windows? A text whose windows all differ is only its lead: contained when the lead is most of it."""
+    """Is the shorter of the two texts (shapes `a`, `b`) covered to `threshold` (less the margin) by the windows
+    of words, from the lead on, that are equal in both? Each window is whole in the shorter text."""
     shorter = min(_COUNT.unpack_from(a)[0], _COUNT.unpack_from(b)[0])
     if shorter == 0:
         return False
-    covered = min(LEAD_WORDS, shorter)
+    covered = 0
     skip = _COUNT.size
     for index, (start, end) in enumerate(zip(WINDOWS, WINDOWS[1:], strict=False)):
         if end > shorter:
             break
         if a[skip + index] == b[skip + index]:
             covered += end - start
-    return covered >= threshold * shorter - 1e-9
+    return covered >= (threshold - WINDOW_MARGIN) * shorter - 1e-9
 
 
 def is_copy(band: int, mine: Sketch, theirs: bytes, threshold: float) -> bool:

@@ -18,8 +18,8 @@ import apache_beam as beam
 
 from pipelines import telemetry
 from pipelines.records import Annotated, DeadLetter, FeedStatus, iso_utc
-from pipelines.store import StateStore
 from pipelines.signatures import near_keys, signature
+from pipelines.store import StateStore
 
 ITEMS_FILE = "items.jsonl"
 ALERTS_FILE = "alerts.jsonl"

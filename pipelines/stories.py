@@ -199,9 +199,7 @@ def band_step(
     now, value, width = pending.item.published, pending.bands[band], part_width(band)
     entries = entries_in(shard, value, now, width)
     found = {
-        story
-        for story, _, kept in entries
-        if story != pending.own and is_copy(band, pending.sketch, kept, settings.threshold)
+        story for story, _, kept in entries if story != pending.own and is_copy(band, pending.sketch, kept, settings.threshold)
     }
     pending = pending.found(band, found, stored)
     guess = joined_story(pending, settings) or pending.own

@@ -274,7 +274,9 @@ def test_explanations_are_words_of_the_item_for_every_asserted_topic(model, corp
 
 def test_prediction_shape(model):
     assert model.predict([]) == []
-    [headline, unrelated] = model.predict([("Israel and Hamas agree to extend Gaza truce by two days", ""), ("Bakery wins bread award", "")])
+    [headline, unrelated] = model.predict(
+        [("Israel and Hamas agree to extend Gaza truce by two days", ""), ("Bakery wins bread award", "")]
+    )
     assert headline.topics == ("ceasefire",)
     assert "truce" in headline.terms["ceasefire"]
     assert unrelated.topics == () and unrelated.terms == {}
