@@ -82,11 +82,17 @@ def score(specs: list, rows: list) -> dict:
             story = parent[story]
         return story
 
+    def union(first: str, second: str) -> None:
+        a, b = find(first), find(second)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first_story: dict[str, str] = {}
     for kind, first, second in rows:
         if kind == "merged":
-            a, b = find(first), find(second)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
+            union(first, second)
+        else:  # one source in two stories (an exact copy's own id and its story's) makes them one
+            union(first_story.setdefault(first, second), second)
     story_of = {url: find(story) for kind, url, story in rows if kind == "of"}
     urls = [corpus.url_of(spec, index) for index, spec in enumerate(specs)]
     original = {spec.truth: story_of.get(url) for spec, url in zip(specs, urls, strict=True) if not spec.copy}

@@ -381,11 +381,16 @@ class _ResolveFn(ExpiringStateFn):
         if isinstance(value, Alias):
             yield from self._alias(value, ts, state, waiting, expiry)
         elif not isinstance(value, Decided):
-            yield value  # a SourceUpdate from the exact steps
+            yield self._to_root(value, state)  # a SourceUpdate from the exact steps
         elif value.story is None:
             yield from self._start(value.pending, ts, state, waiting, expiry)
         else:
             yield from self._join(value, ts, state, waiting, expiry)
+
+    def _to_root(self, update: SourceUpdate, state) -> SourceUpdate:
+        """An exact copy of an item that has since joined (or been merged into) another story goes to that story."""
+        known = entries_in(state.read(), story_int(update.story_id), float("-inf"))
+        return replace(update, story_id=story_id(known[0][0])) if known else update
 
     def _start(self, pending: Pending, ts, state, waiting, expiry):
         """An item that is a copy of no story seen so far starts one, unless a later item already merged its id into
@@ -449,12 +454,29 @@ class _ResolveFn(ExpiringStateFn):
         waiting=beam.DoFn.StateParam(WAITING),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        # Copies still waiting have no root in this run (it expired): each starts a story of its own.
-        for _, decided in waiting.read():
-            _UNRESOLVED.inc()
-            yield decided.pending.item
-        waiting.clear()
+        # A copy still waiting once the data has passed its expiry has no root in this run: it starts a story of its
+        # own. One the data has not passed keeps waiting (the FnApiRunner fires timers after every bundle, before the
+        # root may have come: releasing it then would split its story, depending on the read order).
+        held = list(waiting.read())
+        due = [entry for entry in held if self._waited_out(entry[1])]
+        if due:
+            waiting.clear()
+            for story, decided in held:
+                if self._waited_out(decided):
+                    _UNRESOLVED.inc()
+                    yield decided.pending.item
+                else:
+                    waiting.add((story, decided))
         self.expire_state(fired, state, expiry)
+        later = [self._expiry_of(decided) for _, decided in held if not self._waited_out(decided)]
+        if later and min(later) > float(fired):
+            expiry.set(timer_at(min(later), fired))
+
+    def _expiry_of(self, decided: Decided) -> int:
+        return expiry_at(decided.pending.item.published, self._settings.horizon_s)
+
+    def _waited_out(self, decided: Decided) -> bool:
+        return self._expiry_of(decided) <= self._clock
 
 
 def copy_of(story: str, item: Item) -> SourceUpdate:
