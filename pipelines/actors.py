@@ -87,13 +87,49 @@ _HYPHENS = "-‐‑"
 # (folded) so that inflected forms (заместителя, бывшего, zastępcy, byłego) count too.
 _QUALIFIER_WORDS = frozenset({"deputy", "under", "assistant", "vice", "former", "ex", "acting", "interim", "экс", "екс", "wice"})
 _QUALIFIER_STEMS = ("замест", "замглав", "бывш", "заступник", "колишн", "zastep", "był")
+# A role named as someone else's relation to its holder: "the UN chief's predecessor", "the predecessor of the
+# UN chief", "предшественник генсека ООН". Folded stems, so inflected forms count (предшественника, poprzednika).
+_RELATION_STEMS = (
+    "predecess",
+    "successor",
+    "predecesseur",
+    "successeur",
+    "predecesor",
+    "sucesor",
+    "предшествен",
+    "преемник",
+    "попередник",
+    "наступник",
+    "poprzedni",
+    "nastepc",
+    "następc",
+    "tien nhiem",
+    "ke nhiem",
+)
+_RELATION_BEFORE = re.compile(r"(?:^|\W)(" + "|".join(map(re.escape, _RELATION_STEMS)) + r")\w*(?:\s+\w+){0,3}\s+$")
+_RELATION_AFTER = re.compile(r"(?:['’]s)?\s+(?:\w+\s+)?(?:" + "|".join(map(re.escape, _RELATION_STEMS)) + ")")
 _SEPARATORS = re.compile(r"[\s\-‐‑]+")
 _PREVIOUS_WORD = re.compile(r"(\w+)\s+$")
+# The word right before a surname, in the original text, with what precedes it (to tell a sentence's first word).
+_WORD_BEFORE = re.compile(r"(^|[.!?:;«»\"“”(\n—–-])?\s*([^\W\d_][^\W\d_'’]*)\s+$")
+# Honorifics and office words that may stand capitalised before a surname ("Mr Lavrov", "Premier Putin", "Ông Putin"),
+# besides the words of the watchlist's own roles. Folded.
+_TITLE_WORDS = frozenset(
+    "mr mrs ms mme m dr sir herr pan pani senor sr don ong ba ngai господин пан пани товарищ president premier minister "
+    "chancellor chief leader head envoy foreign prime secretary general kremlin monday tuesday wednesday thursday friday "
+    "saturday sunday january february march april may june july august september october november december".split()
+)
 _NEXT_WORD = re.compile(r"[ \t\u00a0]+(\w)")
 _LONG_WORD = re.compile(r"[^\W\d_]{4,}")
 
 
+# Latin letters that Unicode does not decompose but that feeds written without diacritics replace all the same.
+_UNDECOMPOSED = {"đ": "d", "Đ": "d", "ł": "l", "Ł": "l"}
+
+
 def _fold_char(char: str) -> str:
+    if char in _UNDECOMPOSED:
+        return _UNDECOMPOSED[char]
     decomposed = unicodedata.normalize("NFKD", char)
     if decomposed and ord(decomposed[0]) < 0x250:
         char = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -163,6 +199,14 @@ class Matcher:
 
     def __init__(self, watchlist: Watchlist):
         entries = [_Entry(actor.name, alias) for actor in watchlist.actors for alias in actor.aliases]
+        # An actor's given names (every word but the last of a many-word name alias), and every word of every role:
+        # a capitalised word before a lone surname that is neither names someone else ("Kirill Lavrov").
+        self._given = {
+            actor.name: {token for alias in actor.aliases for token in _alias_tokens(alias)[:-1]} for actor in watchlist.actors
+        }
+        self._titles = _TITLE_WORDS | {
+            token for actor in watchlist.actors for role in actor.roles for token in _alias_tokens(role.text)
+        }
         entries += [_Entry(actor.name, role.text, role) for actor in watchlist.actors for role in actor.roles]
         # Longer aliases first, so "Vladimir Putin" wins over "Putin" at the same place.
         entries.sort(key=lambda entry: -len(entry.alias))
@@ -178,20 +222,52 @@ class Matcher:
 
     def find(self, text: str, field: str = "text", published: float | None = None) -> list[Mention]:
         """Mentions of watchlist actors in `text`, in order. A role alias counts only if valid on the UTC date
-        of `published` (epoch seconds; None: today), is no part of a longer title and is not followed by a name."""
+        of `published` (epoch seconds; None: today), is no part of a longer title and is not followed by a name;
+        a name, only where it is the actor (see `_names_the_actor` and `without_namesakes`)."""
+        return without_namesakes(*self.scan(text, field, published))
+
+    def scan(self, text: str, field: str, published: float | None) -> tuple[list[Mention], set[str]]:
+        """The mentions in `text`, and the actors a namesake of whom it names ("Kirill Lavrov")."""
         folded, origin = fold(text)
         day = datetime.fromtimestamp(time.time() if published is None else published, tz=UTC).date()
         found = self._spans(folded, day)
         names_at = {start for start, _, entry in found if entry.role is None}
-        mentions = []
+        title_cased = _title_cased(text)
+        mentions, namesakes = [], set()
         for at, until, entry in found:
             if entry.role and not _stands_alone(text, folded, origin, at, until, names_at):
+                continue
+            if entry.role is None and not self._names_the_actor(text, origin[at], entry, title_cased):
+                if text[origin[at]].isupper():
+                    namesakes.add(entry.actor)
                 continue
             start, end = origin[at], origin[until - 1] + 1
             mentions.append(
                 Mention(actor=entry.actor, alias=entry.alias, span=text[start:end], start=start, end=end, field=field)
             )
-        return mentions
+        return mentions, namesakes
+
+    def _names_the_actor(self, text: str, start: int, entry: _Entry, title_cased: bool) -> bool:
+        """Whether a name alias found at text[start:] is the actor: a name is capitalised (a lower-case "poutine" or
+        "лавровый" is a dish or a leaf), and a lone surname right after someone else's given name is that person
+        ("Kirill Lavrov", "Андрей Лавров"); a title, an honorific or a sentence's first word may stand there."""
+        if text[start].islower() and not text.islower():
+            return False
+        if _names_a_thing(text, start):
+            return False
+        if title_cased or len(_alias_tokens(entry.alias)) > 1:
+            return True
+        before = _WORD_BEFORE.search(text, max(0, start - 40), start)
+        if not before or before.group(1) is not None or before.start(2) == 0:
+            return True  # nothing before it, or the first word of a sentence
+        word = before.group(2)
+        if not (word[0].isupper() and word[1:].islower()):
+            return True  # lower case, or an acronym (МИД, UN)
+        folded_word = fold(word)[0]
+        # Given names decline too (Сергієм, Siergieja): a shared stem is enough.
+        return folded_word in self._titles or any(
+            folded_word.startswith(name[: max(3, len(name) - 2)]) for name in self._given[entry.actor]
+        )
 
     def _spans(self, folded: str, day: date) -> list[tuple[int, int, _Entry]]:
         """(start, end, entry) of every alias found in folded text, role aliases only where valid on `day`: at each
@@ -219,10 +295,33 @@ class Matcher:
         return spans
 
 
+# Words that make a name next to them the name of a place or an idea: "Putin Avenue", "проспект Путина",
+# "chủ nghĩa Putin" (Putinism). Folded; Vietnamese ones written without their marks.
+_THING_WORDS = frozenset("avenue street boulevard square prospekt rue place calle avenida plaza ulica aleja plac pho duong".split())
+# Cyrillic ones decline (проспекта, вулиці): their stems.
+_THING_STEMS = ("проспект", "улиц", "площад", "бульвар", "вулиц", "майдан")
+_THING_PHRASES = ("dai lo", "quang truong", "chu nghia")
+_AROUND = re.compile(r"(\w+(?:\s+\w+)?)\s+$")
+
+
+def _names_a_thing(text: str, start: int) -> bool:
+    """Whether the name starting at text[start] stands in a place name or an -ism (see _THING_WORDS), or alone
+    in quotation marks as a brand or a title («Лавров»)."""
+    before = _AROUND.search(fold(text[max(0, start - 30) : start])[0])
+    after = fold(text[start : start + 60])[0].split()
+    if before:
+        words = before.group(1).split()
+        if words[-1] in _THING_WORDS or words[-1].startswith(_THING_STEMS) or " ".join(words) in _THING_PHRASES:
+            return True
+    if len(after) > 1 and re.sub(r"\W", "", after[1]) in _THING_WORDS and not re.search(r"[.,;:!?]$", after[0]):
+        return True
+    return start > 0 and text[start - 1] in '«“"„' and bool(re.match(r"\w+[»”\"]", text[start:]))
+
+
 def _stands_alone(text: str, folded: str, origin: Sequence[int], start: int, end: int, names_at: set[int]) -> bool:
     """Whether a role found at start:end of the folded text is the role itself: not inside a longer title
-    ("Deputy UN chief", "Under-Secretary-General", "Secretary-General-designate") and not a title
-    followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
+    ("Deputy UN chief", "Under-Secretary-General", "Secretary-General-designate"), not named as another
+    person's relation to it ("the UN chief's predecessor"), and not a title followed by a person's name ("UN chief Ban Ki-moon"; a name followed it if a capitalised word does,
     or, in a Title-Cased Headline where every word is capitalised, if a watchlist name does)."""
     if (start >= 2 and folded[start - 1] in _HYPHENS and folded[start - 2].isalnum()) or (
         end + 1 < len(folded) and folded[end] in _HYPHENS and folded[end + 1].isalnum()
@@ -230,6 +329,8 @@ def _stands_alone(text: str, folded: str, origin: Sequence[int], start: int, end
         return False
     before = _PREVIOUS_WORD.search(folded, max(0, start - 40), start)
     if before and (before.group(1) in _QUALIFIER_WORDS or before.group(1).startswith(_QUALIFIER_STEMS)):
+        return False
+    if _RELATION_BEFORE.search(folded, max(0, start - 60), start) or _RELATION_AFTER.match(folded, end):
         return False
     after = _NEXT_WORD.match(folded, end)
     if not after:
@@ -255,8 +356,20 @@ def match_actors(text: str, watchlist: Watchlist, field: str = "text", published
     return _matcher(watchlist).find(text, field, published)
 
 
+def without_namesakes(mentions: list[Mention], namesakes: set[str]) -> list[Mention]:
+    """An item that names someone else with an actor's surname ("Kirill Lavrov") means that person by the bare
+    surname too ("Lavrov died in 2007"), unless it also names the actor in full or by a role."""
+    if not namesakes:
+        return mentions
+    certain = {m.actor for m in mentions if len(m.alias.split()) > 1}
+    return [m for m in mentions if m.actor not in namesakes or m.actor in certain]
+
+
 def mentions_in(matcher: Matcher, title: str, text: str, published: float | None = None) -> tuple[Mention, ...]:
-    return tuple(matcher.find(title, "title", published) + matcher.find(text, "text", published))
+    """The mentions in an item's title and text, namesakes judged over both (see `without_namesakes`)."""
+    in_title, title_namesakes = matcher.scan(title, "title", published)
+    in_text, text_namesakes = matcher.scan(text, "text", published)
+    return tuple(without_namesakes(in_title + in_text, title_namesakes | text_namesakes))
 
 
 class MatchActorsFn(beam.DoFn):

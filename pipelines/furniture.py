@@ -7,7 +7,8 @@ classifier and the story stage both read better without it. The rules are struct
 hold in any language and for sites we have never seen:
 - a line that stands in several items of the same poll of one feed is the site's, not the story's;
 - a line that contains the item's own headline is a caption, a repeated title or a "you are reading" line;
-- a line of three words or fewer that is not a sentence is a label (section, "Photo 1", "Back to top");
+- a line of three words or fewer that is not a sentence is a label (section, "Photo 1", "Back to top"), and
+  so is one of up to six words that opens or closes the text (a credit, a byline, a dateline);
 - a short line that is not a sentence, next to another such line or to furniture, is part of it (a list of
   related links or tags, a share bar, a caption under a credit);
 - a line with a copyright sign is a credit;
@@ -21,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 LABEL_MAX_WORDS = 3
+EDGE_LABEL_MAX_WORDS = 6
 LIST_LINE_MAX_WORDS = 12
 # A line shared by this share of a poll's items (and by two at least) is the site's own.
 REPEATED_SHARE = 0.2
@@ -68,14 +70,16 @@ def furniture_lines(title: str, lines: list[str], repeated: frozenset[str] = fro
     title_key = line_key(title)
     title_counts = len(title_key.split()) >= TITLE_MIN_WORDS
     flags, listlike = [], []
-    for line in lines:
+    edges = {0, len(lines) - 1}
+    for at, line in enumerate(lines):
         key = line_key(line)
         listlike.append(_is_listlike(line))
+        label_words = EDGE_LABEL_MAX_WORDS if at in edges else LABEL_MAX_WORDS
         flags.append(
             not key
             or key in repeated
             or (title_counts and title_key in key)
-            or (len(key.split()) <= LABEL_MAX_WORDS and not _is_sentence(line))
+            or (len(key.split()) <= label_words and not _is_sentence(line))
             or "©" in line
             or bool(_TEASER.match(line))
         )

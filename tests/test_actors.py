@@ -100,6 +100,10 @@ def test_role_aliases_count_only_within_their_dates(text, published, actors):
         "заместитель генсека ООН выступил",
         "former UN chief Ban Ki-moon wrote",
         "the Russian President Dmitry Medvedev said",  # followed by another person's name
+        "the UN chief's predecessor toured the region",  # another person, named by their relation to the role
+        "the UN chief’s likely successor",
+        "the predecessor of the UN chief said",
+        "предшественник генсека ООН заявил",
     ],
 )
 def test_roles_inside_longer_titles_or_before_another_name_do_not_count(text):
@@ -121,3 +125,27 @@ def test_a_role_alias_names_whoever_held_it_at_the_time():
     text = "The UN Secretary-General visited the camp."
     assert [m.actor for m in match_actors(text, watchlist, published=IN_2010)] == ["Ban Ki-moon"]
     assert [m.actor for m in match_actors(text, watchlist, published=IN_2026)] == ["Antonio Guterres"]
+
+
+@pytest.mark.parametrize(
+    ("text", "actors"),
+    [
+        ("Une poutine au fromage coûte douze dollars à Montréal.", []),  # a dish, not a name: names are capitalised
+        ("Цена лаврового листа выросла вдвое.", []),
+        ("Poutine a reçu Lavrov au Kremlin.", ["Vladimir Putin", "Sergei Lavrov"]),
+        ("The theatre honoured the actor Kirill Lavrov. Lavrov died in 2007.", []),  # a namesake, and him again
+        ("The late Kirill Lavrov's theatre hosted Sergei Lavrov. Lavrov spoke briefly.", ["Sergei Lavrov"] * 2),
+        ("Переговоры с Сергеем Лавровым продлились час. Лавров уехал.", ["Sergei Lavrov"] * 2),  # his own given name, declined
+        ("On Monday Lavrov flew to Ankara.", ["Sergei Lavrov"]),
+        ("Workers are repaving Putin Avenue in Grozny.", []),
+        ("Ремонт проспекта Путина начнётся весной.", []),
+        ("Bài báo phân tích chủ nghĩa Putin.", []),
+        ("Упаковка «Лавров» подорожала.", []),  # a brand in quotation marks
+        ("Владимир Владимирович провёл совещание.", ["Vladimir Putin"]),
+        ("Музей Владимир Владимирович Маяковский открыт.", []),  # the patronymic before another surname
+        ("Nguoi dung dau Lien Hop Quoc keu goi ngung ban.", ["Antonio Guterres"]),  # Vietnamese without its marks (đ too)
+        ("Lawrow przyleciał do Ankary.", ["Sergei Lavrov"]),  # Polish written without ł
+    ],
+)
+def test_a_name_is_the_actor_only_where_it_names_the_person(text, actors):
+    assert actors_in(text, IN_2026) == actors

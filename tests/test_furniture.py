@@ -95,3 +95,9 @@ def test_the_seed_page_keeps_its_article_and_loses_its_furniture():
     cleaned = strip_furniture(title, "\n".join(lines)).split("\n")
     prose = [line for line in lines if len(line.split()) > 15 and title not in line]
     assert cleaned == prose  # every paragraph of the article stays, in order, and nothing else
+
+
+def test_a_short_credit_or_byline_at_either_edge_goes():
+    body = "Mediators said on Sunday that both sides had agreed to a three-day pause in the fighting."
+    text = "\n".join(["Photo: Observer staff / file", body, "By our correspondent in Cairo"])
+    assert strip_furniture("Pause agreed", text) == body

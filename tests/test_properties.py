@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from pipelines.actors import match_actors
 from pipelines.config import DEFAULT_WATCHLIST, load_watchlist
-from pipelines.normalise import canonical_url, fingerprint, html_to_text, normalise_entry, strip_boilerplate
+from pipelines.furniture import strip_furniture
+from pipelines.normalise import canonical_url, fingerprint, html_to_text, normalise_entry
 
 WATCHLIST = load_watchlist(DEFAULT_WATCHLIST)
 urls = st.one_of(
@@ -34,7 +35,7 @@ def test_canonical_url_is_idempotent_and_only_http(url):
 @settings(max_examples=300)
 @given(st.text(), st.text())
 def test_normalisation_never_raises_on_arbitrary_unicode(title, body):
-    text = strip_boilerplate(html_to_text(body))
+    text = strip_furniture(title, html_to_text(body))
     assert "<script" not in text.lower() or "<script" in body.lower()
     fingerprint(title, text)
     try:
