@@ -326,6 +326,11 @@ def test_batch_run_raises_one_alert_for_a_story_and_its_trimmed_retitled_copy(tm
     }
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["unique"], summary["duplicates"], summary["alerts"]) == (1, 1, 1)
+    (story,) = read_lines(tmp_path / "out" / "stories.jsonl")  # one line per story, with its span and its sources
+    assert story["story_id"] == alerts[0]["story_id"] and story["title"] == CEASEFIRE_TALKS[0]
+    assert {s["feed"] for s in story["sources"]} == {"wire", "outlet"} and story["first_seen"] < story["last_seen"]
+    assert "ceasefire" in story["topics"] and story["actors"] == ["Sergei Lavrov"]
+    assert alerts[0]["story_span"]["first_seen"] == story["first_seen"]
 
 
 def test_stream_run_adds_the_trimmed_copy_to_the_story_alert(tmp_path, feed_server):
