@@ -125,20 +125,45 @@ def lost_items(specs: list, rows: list) -> int:
     return len(specs) - len(set(stories))
 
 
-def state_bytes(specs: list) -> float | None:
-    """Encoded band-step and Resolve state per item, from the steps' own functions (None for a baseline)."""
+def state_bytes(specs: list) -> dict | None:
+    """Encoded state per item, from the steps' own functions: the story stage (band steps and Resolve) and all of
+    Deduplicate in stream mode (the exact steps' shards too). None for a baseline without `story_replay`."""
     try:
         from apache_beam.coders import PickleCoder, VarIntCoder
 
+        from pipelines.buckets import register, shard_of, with_entries
         from pipelines.story_replay import replay
     except ImportError:
         return None
     items = list(corpus.items(specs))
     run = replay(items)
     keys, values = VarIntCoder(), PickleCoder()
-    band_bytes = sum(len(keys.encode(k)) + len(values.encode(v)) for by in run.shards.values() for k, v in by.items())
-    resolve_bytes = 12 * len({pending.own for pending in run.pendings if pending.bands})  # one entry per id
-    return round((band_bytes + resolve_bytes) / len(items), 1)
+
+    def encoded(by_shard: dict) -> int:
+        return sum(len(keys.encode(k)) + len(values.encode(v)) for k, v in by_shard.items())
+
+    exact: dict[str, dict] = {"identity": {}, "fingerprint": {}}
+    resolve: dict = {}
+    for item, pending in zip(items, run.pendings, strict=True):
+        for kind, key in (("identity", item.identity_key), ("fingerprint", item.fingerprint)):
+            shard = shard_of(key)
+            exact[kind][shard] = with_entries(exact[kind].get(shard), key, register([], pending.own, 0)[0])
+        if pending.bands:  # one root entry per item id in Resolve
+            shard = shard_of(pending.own)
+            resolve[shard] = with_entries(resolve.get(shard), pending.own, [(pending.own, 0, b"")])
+    near = (sum(encoded(by) for by in run.shards.values()) + encoded(resolve)) / len(items)
+    everything = near + sum(encoded(by) for by in exact.values()) / len(items)
+    return {
+        "items": len(items),
+        "near_duplicate_stage_bytes_per_item": round(near, 1),
+        "all_dedup_state_bytes_per_item_in_stream": round(everything, 1),
+        "bucket_entries_dropped": run.dropped,
+    }
+
+
+def dedup_state(n: int) -> dict:
+    """State per item for `make bench` (the story corpus at n items)."""
+    return state_bytes(corpus.specs(n))
 
 
 def measure(n: int, replay_n: int, orders: list[str], with_state: bool) -> dict:
@@ -160,17 +185,25 @@ def measure(n: int, replay_n: int, orders: list[str], with_state: bool) -> dict:
             run_pipeline(replay_specs, "all", dump)
             result["replay"] = {"items": replay_n, "lost_items": lost_items(replay_specs, json.loads(dump.read_text()))}
     if with_state:
-        result["state_bytes_per_item"] = state_bytes(specs)
+        result["state"] = state_bytes(specs)
     return result
 
 
-def baseline(args, directory: str) -> dict:
+def baseline(sizes: list[int], replay_n: int, orders: list[str], directory: str) -> dict:
     """The same measurements with DIR's `pipelines` package (its own state layout is not measured)."""
-    command = [sys.executable, "-m", "bench.stories", "--items", *map(str, args.items), "--replay", str(args.replay)]
-    command += ["--orders", *args.orders, "--no-state", "--json"]
+    command = [sys.executable, "-m", "bench.stories", "--items", *map(str, sizes), "--replay", str(replay_n)]
+    command += ["--orders", *orders, "--no-state"]
     env = {**os.environ, "PYTHONPATH": f"{directory}{os.pathsep}{ROOT}"}
     done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
+
+
+def benchmark(sizes: list[int], replay_n: int, orders: list[str], baseline_dir: str | None = None) -> dict:
+    """`measure` at each size (the replay with the first), and the same with a baseline's pipelines where given."""
+    results = {"this": [measure(n, replay_n if i == 0 else 0, orders, True) for i, n in enumerate(sizes)]}
+    if baseline_dir:
+        results["baseline"] = baseline(sizes, replay_n, orders, baseline_dir)["this"]
+    return results
 
 
 def main() -> None:
@@ -180,14 +213,14 @@ def main() -> None:
     parser.add_argument("--orders", nargs="+", default=list(corpus.ORDERS), choices=corpus.ORDERS)
     parser.add_argument("--baseline", help="a directory holding another version's pipelines/ package")
     parser.add_argument("--no-state", action="store_true")
-    parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    results = {
-        "this": [measure(n, args.replay if i == 0 else 0, args.orders, not args.no_state) for i, n in enumerate(args.items)]
-    }
-    if args.baseline:
-        results["baseline"] = baseline(args, args.baseline)["this"]
+    if args.no_state:  # a baseline run: no state replay, nothing else printed
+        print(
+            json.dumps({"this": [measure(n, args.replay if i == 0 else 0, args.orders, False) for i, n in enumerate(args.items)]})
+        )
+        return
+    results = benchmark(args.items, args.replay, args.orders, args.baseline)
     text = json.dumps(results, indent=1)
     if args.out:
         args.out.write_text(text)
