@@ -297,7 +297,9 @@ class Matcher:
 
 # Words that make a name next to them the name of a place or an idea: "Putin Avenue", "проспект Путина",
 # "chủ nghĩa Putin" (Putinism). Folded; Vietnamese ones written without their marks.
-_THING_WORDS = frozenset("avenue street boulevard square prospekt rue place calle avenida plaza ulica aleja plac pho duong".split())
+_THING_WORDS = frozenset(
+    "avenue street boulevard square prospekt rue place calle avenida plaza ulica aleja plac pho duong".split()
+)
 # Cyrillic ones decline (проспекта, вулиці): their stems.
 _THING_STEMS = ("проспект", "улиц", "площад", "бульвар", "вулиц", "майдан")
 _THING_PHRASES = ("dai lo", "quang truong", "chu nghia")

@@ -19,6 +19,7 @@ SHARDS = 64
 # A bucket keeps at most this many stories (the latest to expire): a band value that many items share
 # (a boilerplate paragraph repeated by a feed) is capped, never scanned in full; the rest count in a metric.
 BUCKET_CAP = 16
+SKETCHES_PER_STORY = 3  # entries one story may hold in one bucket, each with another item's sketch
 
 _ENTRY = struct.Struct(">QI")
 _MAX_EXPIRY = 2**32 - 1
@@ -101,12 +102,15 @@ def after_timer(shard: Shard | None, clock_s: float, fired_s: float, width: int 
 
 
 def register(entries: list[Entry], story: int, expiry: int, sketch: bytes = b"", cap: int = 0) -> tuple[list[Entry], int]:
-    """The bucket with `story` in it until at least `expiry` (an entry already there keeps its sketch), and how
-    many entries a full bucket (`cap`, 0: no cap) dropped to make room: those that expire first."""
-    if any(known == story for known, _, _ in entries):
-        return [(known, max(until, expiry) if known == story else until, kept) for known, until, kept in entries], 0
+    """The bucket with `story` in it until at least `expiry`, and how many entries a full bucket (`cap`, 0: no cap)
+    dropped to make room: those that expire first. A story keeps up to SKETCHES_PER_STORY entries, each with the
+    sketch of another of its items (a trimmed copy may only be contained in the original, not in an edited copy)."""
+    mine = [kept for known, _, kept in entries if known == story]
+    entries = [(known, max(until, expiry) if known == story else until, kept) for known, until, kept in entries]
+    if sketch in mine or (mine and (len(mine) >= SKETCHES_PER_STORY or not sketch)):
+        return entries, 0
     entries = [*entries, (story, expiry, sketch)]
     if not cap or len(entries) <= cap:
         return entries, 0
-    ranked = sorted(entries, key=lambda entry: entry[1], reverse=True)[:cap]
-    return [entry for entry in entries if entry in ranked], len(entries) - cap
+    ranked = sorted(range(len(entries)), key=lambda i: entries[i][1], reverse=True)[:cap]
+    return [entries[i] for i in sorted(ranked)], len(entries) - cap

@@ -40,7 +40,7 @@ PROSE_LINE_WORDS = 12  # shorter lines at the top (bylines, datelines, "Updated 
 MIN_WORDS = 12  # shorter texts (headlines, one-liners) are left to the exact steps
 # Changing the seed or the shingle hash changes every band value, so the near keys stored by earlier versions stop matching.
 MINHASH_SEED = 20261125
-TEXT_SKETCH = 24  # one-byte MinHash values of the whole text kept to verify a text-band candidate
+TEXT_SKETCH = 16  # one-byte MinHash values of the whole text kept to verify a text-band candidate
 TEXT_MARGIN = 0.12  # a candidate's estimated similarity may fall this far under the threshold (estimate noise)
 # The lead and the equal windows may cover this much less than the threshold of the shorter text: an edited word
 # costs its whole window (up to a fifth of the text), and the last window is partly cut off.
@@ -166,6 +166,11 @@ def contained(a: bytes, b: bytes, threshold: float) -> bool:
         if a[skip + index] == b[skip + index]:
             covered += end - start
     return covered >= (threshold - WINDOW_MARGIN) * shorter - 1e-9
+
+
+def words_in(shape: bytes) -> int:
+    """The word count a shape (`Sketch.shape`) was made from."""
+    return _COUNT.unpack_from(shape)[0]
 
 
 def is_copy(band: int, mine: Sketch, theirs: bytes, threshold: float) -> bool:

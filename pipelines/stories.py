@@ -34,256 +34,41 @@ them, they need as many equal bands as before the copy test existed (`bands_need
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 
-from pipelines import telemetry
-from pipelines.buckets import (
-    BUCKET_CAP,
-    SHARDS,
-    Shard,
-    after_timer,
-    entries_in,
-    expiry_at,
-    register,
-    shard_of,
-    story_id,
-    story_int,
-    with_entries,
+from pipelines.buckets import SHARDS, entries_in, expiry_at, shard_of, story_id, story_int, with_entries
+from pipelines.expiring import ExpiringStateFn, timer_at, with_own_timer
+from pipelines.signatures import BANDS, near_keys, part_width, signature
+from pipelines.story_rules import (
+    STORE_KIND,
+    Alias,
+    Decided,
+    Pending,
+    SourceUpdate,
+    StoryMerged,
+    StorySettings,
+    band_step,
+    bands_needed,
+    copy_of,
+    decide,
+    sign,
+    sources_of,
 )
-from pipelines.records import Item, Source
-from pipelines.signatures import (
-    BANDS,
-    LEAD_BANDS,
-    ROWS,
-    TEXT_BANDS,
-    Sketch,
-    is_copy,
-    near_keys,
-    part_width,
-    signature,
-    signature_and_sketch,
-    sketch_part,
-)
-from pipelines.store import StateStore
 
-__all__ = ["SHARDS", "near_keys", "shard_of", "signature", "story_id", "story_int"]  # re-exported for dedup and sinks
+# Re-exported: dedup, the sinks and the tests use these names from here.
+__all__ = [
+    "SHARDS", "ExpiringStateFn", "NearStory", "SourceUpdate", "StoryMerged", "StorySettings", "bands_needed",
+    "copy_of", "near_keys", "shard_of", "signature", "sources_of", "story_id", "story_int", "with_own_timer",
+]  # fmt: skip
 
-DEFAULT_THRESHOLD = 0.7
-DEFAULT_HORIZON_DAYS = 7.0
-STORE_KIND = "near"  # store keys: near0 ... near6, one per band
-_MAX_TIMER = GlobalWindow().max_timestamp()
 _UNRESOLVED = beam.metrics.Metrics.counter("newswatch", "near_duplicates_without_root")
 _CAPPED = beam.metrics.Metrics.counter("newswatch", "story_bucket_entries_dropped")
 _MERGED = beam.metrics.Metrics.counter("newswatch", "stories_merged")
-
-
-@dataclass(frozen=True)
-class SourceUpdate:
-    """A copy that was dropped as a duplicate: its source belongs to story `story_id`. `published` (the copy's
-    publication time, for the story's time span) is not part of its identity."""
-
-    story_id: str
-    sources: tuple[Source, ...]
-    published: float | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class StoryMerged:
-    """Story `merged` turned out to be story `story_id` (a later item is a copy of both): one story from now on."""
-
-    story_id: str
-    merged: str
-
-
-def sources_of(item: Item) -> tuple[Source, ...]:
-    return item.sources or (Source(item.feed, item.url),)
-
-
-@dataclass(frozen=True)
-class StorySettings:
-    """How similar a copy must be (`threshold`, Jaccard-like, 0-1) and how long a story is remembered."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    horizon_days: float = DEFAULT_HORIZON_DAYS
-
-    def __post_init__(self):
-        if not 0 < self.threshold <= 1:
-            raise ValueError(f"near-duplicate threshold must be in (0, 1], got {self.threshold}")
-        if not self.horizon_days > 0:
-            raise ValueError(f"dedup horizon must be more than 0 days, got {self.horizon_days}")
-
-    @property
-    def horizon_s(self) -> float:
-        return self.horizon_days * 86400.0
-
-    @property
-    def text_hits_needed(self) -> int:
-        return bands_needed(TEXT_BANDS, self.threshold)
-
-    @property
-    def lead_hits_needed(self) -> int:
-        return bands_needed(LEAD_BANDS, self.threshold)
-
-
-def bands_needed(bands: int, threshold: float) -> int:
-    """Equal bands that make a copy of a story known only by its band values (an earlier run's)."""
-    return max(1, math.ceil(bands * threshold**ROWS - 1e-9))
-
-
-def provisional_id(item: Item) -> int:
-    """The item's own 64-bit id: the story id it gets if it starts a story (`s-` + 16 hex digits)."""
-    return int(item.fingerprint[:16], 16)
-
-
-# --- the decision: plain functions -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A unique item on its way through the band steps.
-
-    `hits` counts, per story, the text and lead bands in which it was found a copy; `stored` holds
-    the stories that a state store returned (written by an earlier run: roots, no sketch).
-    """
-
-    item: Item
-    own: int
-    sketch: Sketch | None = None
-    hits: dict[int, tuple[int, int]] = field(default_factory=dict)
-    stored: frozenset[int] = frozenset()
-
-    @property
-    def bands(self) -> tuple[int, ...]:
-        return self.item.near_bands
-
-    def found(self, band: int, stories: set[int], stored: set[int]) -> Pending:
-        hits = dict(self.hits)
-        for story in stories | stored:
-            text, lead = hits.get(story, (0, 0))
-            hits[story] = (text + 1, lead) if band < TEXT_BANDS else (text, lead + 1)
-        return replace(self, hits=hits, stored=self.stored | stored)
-
-
-def copies_of(pending: Pending, settings: StorySettings) -> set[int]:
-    """The stories the item is a copy of: found in a band by the copy test, or (an earlier run's, known only by band
-    values) in enough bands."""
-    return {
-        story
-        for story, (text, lead) in pending.hits.items()
-        if story not in pending.stored or text >= settings.text_hits_needed or lead >= settings.lead_hits_needed
-    }
-
-
-def joined_story(pending: Pending, settings: StorySettings) -> int | None:
-    """The story the item joins: an earlier run's first (their ids are out already), then the smallest id, so that
-    merges always point one way; None when it is a copy of none."""
-    found = copies_of(pending, settings)
-    if not found:
-        return None
-    return min(found & pending.stored or found)
-
-
-def band_step(
-    shard: Shard | None, pending: Pending, band: int, stored: set[int], settings: StorySettings
-) -> tuple[Shard, Pending, int]:
-    """One band's shard and the item -> the shard with the item registered in its bucket, the item with its
-    hits, and how many bucket entries a full bucket dropped."""
-    now, value, width = pending.item.published, pending.bands[band], part_width(band)
-    entries = entries_in(shard, value, now, width)
-    found = {
-        story for story, _, kept in entries if story != pending.own and is_copy(band, pending.sketch, kept, settings.threshold)
-    }
-    pending = pending.found(band, found, stored)
-    guess = joined_story(pending, settings) or pending.own
-    until = expiry_at(now, settings.horizon_s)
-    entries, dropped = register(entries, guess, until, sketch_part(band, pending.sketch), BUCKET_CAP)
-    return with_entries(shard, value, entries), pending, dropped
-
-
-# --- the Beam steps ----------------------------------------------------------------------
-
-
-def timer_at(expiry_s: int, element_ts) -> Timestamp:
-    """An expiry time as an event-time timer: never before the element being processed, never past the window."""
-    return min(max(Timestamp.of(expiry_s), element_ts), _MAX_TIMER)
-
-
-class ExpiringStateFn(beam.DoFn):
-    """A stateful step whose state (a `Shard` per key) expires: opens the optional state store, and
-    keeps the newest publication time this worker has seen, which is how far the data has certainly
-    gone (the FnApiRunner fires timers early, so a timer's own time says nothing)."""
-
-    SHARD = ReadModifyWriteStateSpec("shard", PickleCoder())
-    WIDTH = 0  # sketch bytes per entry
-
-    def __init__(self, settings: StorySettings, state_dir: str | None):
-        self._settings = settings
-        self._state_dir = state_dir
-
-    def setup(self):
-        self._store = StateStore(self._state_dir) if self._state_dir else None
-        self._clock = float("-inf")
-        self._lookups = False
-
-    def start_bundle(self):
-        # A store with nothing written has nothing to add, so the bundle skips a query per item and step.
-        self._lookups = self._store is not None and self._store.holds_written_items()
-
-    def teardown(self):
-        if self._store:
-            self._store.close()
-
-    def saw(self, item: Item) -> None:
-        self._clock = max(self._clock, item.published)
-
-    def keep(self, shard: Shard, state, timer, ts) -> None:
-        """Write the shard back, with its timer set for its earliest entry."""
-        state.write(shard)
-        timer.set(timer_at(shard.earliest, ts))
-
-    def expire_state(self, fired: Timestamp, state, timer) -> None:
-        held = state.read()
-        shard, next_due = after_timer(held, self._clock, float(fired), self.WIDTH)
-        if shard is None:
-            state.clear()
-            return
-        if shard != held:  # an early firing changes nothing: writing would only cost (see SHARDS)
-            state.write(shard)
-        if next_due is not None:
-            timer.set(timer_at(next_due, fired))
-
-
-def with_own_timer(base: type[ExpiringStateFn], name: str) -> type[ExpiringStateFn]:
-    """`base` as a DoFn: `process` runs `base.step(element, ts, shard_state, timer)`, and an
-    expiry timer called `name` frees what the data has passed.
-
-    Every step needs a timer name of its own: the FnApiRunner keeps set timers by name only, so
-    two steps with one name get each other's timers (and fail when their keys differ in type).
-    """
-    timer = TimerSpec(name, TimeDomain.WATERMARK)
-
-    class Step(base):
-        def process(
-            self, element, ts=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD), expiry=beam.DoFn.TimerParam(timer)
-        ):
-            return self.step(element, ts, state, expiry)
-
-        @on_timer(timer)
-        def expire(
-            self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(base.SHARD), expiry=beam.DoFn.TimerParam(timer)
-        ):
-            self.expire_state(fired, state, expiry)
-
-    Step.__name__ = Step.__qualname__ = f"{base.__name__}_{name}"
-    return Step
 
 
 class _BandFn(ExpiringStateFn):
@@ -321,41 +106,6 @@ def band_key(element, band: int) -> tuple[int, object]:
     if isinstance(element, Pending):
         return shard_of(element.bands[band] if element.bands else element.own), element
     return shard_of(story_int(element.story_id)), element  # a SourceUpdate from the exact steps
-
-
-@dataclass(frozen=True)
-class Decided:
-    """An item after the band steps: `story` is the story it joins, or None when it starts one."""
-
-    pending: Pending
-    story: int | None
-
-
-@dataclass(frozen=True)
-class Alias:
-    """Id `own` (an item's provisional id, or a story merged into another when `merge`) is now story `story`."""
-
-    own: int
-    story: int
-    expiry: int
-    merge: bool = False
-
-
-def decide(element, settings: StorySettings):
-    """Pending -> (shard, Decided) for the Resolve step, plus (shard, Alias) for each id that now points to the story
-    joined; others pass by."""
-    if not isinstance(element, Pending):
-        yield shard_of(story_int(element.story_id)), element
-        return
-    story = joined_story(element, settings)
-    if story is None:
-        yield shard_of(element.own), Decided(element, None)
-        return
-    until = expiry_at(element.item.published, settings.horizon_s)
-    yield shard_of(story), Decided(element, story)
-    yield shard_of(element.own), Alias(element.own, story, until)
-    for other in sorted(copies_of(element, settings) - {story}):
-        yield shard_of(other), Alias(other, story, until, merge=True)
 
 
 class _ResolveFn(ExpiringStateFn):
@@ -477,20 +227,6 @@ class _ResolveFn(ExpiringStateFn):
 
     def _waited_out(self, decided: Decided) -> bool:
         return self._expiry_of(decided) <= self._clock
-
-
-def copy_of(story: str, item: Item) -> SourceUpdate:
-    """`item` is a copy of `story`: its sources go to the story."""
-    telemetry.item_duplicate()
-    return SourceUpdate(story, sources_of(item), item.published)
-
-
-def sign(element):
-    """Unique Item -> Pending with its band values and sketch; anything else passes by."""
-    if not isinstance(element, Item):
-        return element
-    bands, sketch = signature_and_sketch(element.text)
-    return Pending(replace(element, near_bands=bands), provisional_id(element), sketch)
 
 
 class NearStory(beam.PTransform):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pipelines.buckets import Shard, shard_of
 from pipelines.records import Item
 from pipelines.signatures import BANDS
-from pipelines.stories import Pending, StorySettings, band_step, copies_of, joined_story, sign
+from pipelines.story_rules import Pending, StorySettings, band_step, joined_story, merged_stories, sign
 
 
 class UnionFind:
@@ -71,6 +71,6 @@ def replay(items: Sequence[Item], settings: StorySettings = StorySettings(), ord
     for pending in run.pendings:
         joined = joined_story(pending, settings)
         if joined is not None:
-            for story in {joined, *copies_of(pending, settings)}:
+            for story in {joined, *merged_stories(pending, settings)}:
                 run.stories.union(pending.own, story)
     return run

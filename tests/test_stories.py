@@ -129,11 +129,16 @@ def test_bands_needed_follows_the_threshold():
 
 
 def test_bucket_entries_register_once_per_story_and_expire():
-    entries, _ = register(register([], 7, 100, b"ab")[0], 7, 150, b"cd")
-    assert entries == [(7, 150, b"ab")]  # the story keeps the sketch of the item that put it there
-    entries, _ = register(entries, 9, 120, b"ef")
-    assert decode_entries(encode_entries(entries), width=2) == entries and len(encode_entries(entries)) == 28
-    assert live(entries, 130) == [(7, 150, b"ab")] and live(entries, 150) == []
+    entries, _ = register(register([], 7, 100, b"ab")[0], 7, 150, b"ab")
+    assert entries == [(7, 150, b"ab")]  # the same item again: its entry lives longer
+    entries, _ = register(entries, 7, 160, b"cd")  # another item of the story: its sketch too
+    assert entries == [(7, 160, b"ab"), (7, 160, b"cd")]
+    for sketch in (b"ef", b"gh", b"ij"):
+        entries, _ = register(entries, 7, 170, sketch)
+    assert [kept for _, _, kept in entries] == [b"ab", b"cd", b"ef"]  # at most SKETCHES_PER_STORY
+    entries, _ = register(entries, 9, 120, b"kl")
+    assert decode_entries(encode_entries(entries), width=2) == entries and len(encode_entries(entries)) == 4 * 14
+    assert live(entries, 130) == entries[:3] and live(entries, 170) == []
 
 
 def test_a_full_bucket_keeps_the_stories_that_expire_last():

@@ -15,7 +15,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench import story_corpus
@@ -42,8 +42,13 @@ def test_the_fixture_truth_covers_every_item():
     assert sum(len(group) for group in TRUTH) == len(ITEMS) and len(TRUTH) == 6
 
 
+# Found by hypothesis: the trimmed copy read after the edited one, whose edit falls in the trimmed part.
+TRIMMED_AFTER_EDITED = [0, 1, 12, 3, 4, 5, 6, 7, 8, 10, 11, 2, 13, 9, *range(14, 24)]
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(band_orders(len(ITEMS)))
+@example([TRIMMED_AFTER_EDITED] * BANDS)
 def test_any_read_order_gives_the_same_partition_the_true_one(orders):
     assert replay(ITEMS, orders=orders).partition() == TRUTH
 
