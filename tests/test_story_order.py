@@ -15,15 +15,20 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench import story_corpus
 from pipelines.buckets import BUCKET_CAP, decode_entries
-from pipelines.dedup import Deduplicate
+from pipelines.dedup import Deduplicate, story_id_of
 from pipelines.signatures import BANDS, part_width
+from pipelines.stories import StoryMerged
 from pipelines.story_replay import replay
 from tests.story_fixtures import STORIES, copies
+from tests.test_dedup import stream_options
 from tests.test_stories import normalised, plain_item, resolved, similar, sources_and_merges
 
 # Three fixture stories with all their copies, and three same-day stories without copies: 24 items.
@@ -151,3 +156,28 @@ def test_an_item_that_is_a_copy_of_two_stories_joins_them_with_one_merge():
         found = deduplicated(order)
         assert len({story for _, story in resolved(found)}) == 1
         assert sum(url == "=merged" for url, _ in found) == (1 if order[0] is first else 0)
+
+
+def test_stream_bridges_two_stories_when_the_item_linking_them_arrives():
+    """In stream the first two copies raise two stories at once; the original, read last, makes them one."""
+    original = normalised(copies(STORIES[0])[0])
+    first = plain_item(original.text.split("\n")[0], 1, published=original.published)
+    rest = plain_item("\n".join(original.text.split("\n")[1:]), 2, published=original.published + 60)
+    full = plain_item(original.text, 3, published=original.published + 120)
+    events = TestStream()
+    for item in (first, rest, full):
+        events = events.advance_watermark_to(item.published).add_elements([TimestampedValue(item, item.published)])
+    with TestPipeline(options=stream_options()) as p:
+        unique, duplicates = p | events.advance_watermark_to_infinity() | Deduplicate(streaming=True)
+        assert_that(unique | beam.Map(lambda i: i.url), equal_to([first.url, rest.url]), label="two stories at first")
+        one = sorted((story_id_of(first), story_id_of(rest)))
+        assert_that(
+            duplicates | beam.Map(lambda e: type(e).__name__),
+            equal_to(["SourceUpdate", "StoryMerged"]),
+            label="then a copy and one merge",
+        )
+        assert_that(
+            duplicates | beam.Filter(lambda e: isinstance(e, StoryMerged)) | beam.Map(lambda e: sorted((e.story_id, e.merged))),
+            equal_to([one]),
+            label="of those two",
+        )
