@@ -41,6 +41,7 @@ from apache_beam.coders import PickleCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 
+from pipelines import telemetry
 from pipelines.buckets import SHARDS, entries_in, expiry_at, shard_of, story_id, story_int, with_entries
 from pipelines.expiring import ExpiringStateFn, timer_at, with_own_timer
 from pipelines.signatures import BANDS, near_keys, part_width, signature
@@ -67,8 +68,6 @@ __all__ = [
 ]  # fmt: skip
 
 _UNRESOLVED = beam.metrics.Metrics.counter("newswatch", "near_duplicates_without_root")
-_CAPPED = beam.metrics.Metrics.counter("newswatch", "story_bucket_entries_dropped")
-_MERGED = beam.metrics.Metrics.counter("newswatch", "stories_merged")
 
 
 class _BandFn(ExpiringStateFn):
@@ -92,7 +91,7 @@ class _BandFn(ExpiringStateFn):
         stored = self.stored(pending.bands[self._band])
         shard, pending, dropped = band_step(state.read(), pending, self._band, stored, self._settings)
         if dropped:
-            _CAPPED.inc(dropped)
+            telemetry.story_bucket_dropped(dropped)
         self.keep(shard, state, expiry, ts)
         yield pending
 
@@ -159,7 +158,7 @@ class _ResolveFn(ExpiringStateFn):
             known = entries_in(state.read(), alias.own, float("-inf"))
             root = known[0][0] if known else alias.own
             if root != alias.story:
-                _MERGED.inc()
+                telemetry.stories_merged()
                 yield StoryMerged(story_id(alias.story), story_id(root))
         yield from self._settle(alias.own, alias.story, alias.expiry, ts, state, waiting, expiry)
 
