@@ -8,8 +8,10 @@ Two kinds of values come out of an item's normalised text (furniture already rem
   matches). Equal band values only make two items *candidates*.
 - A `Sketch` that decides whether a candidate is a copy (`is_copy`), small enough to be kept
   beside every bucket entry:
-  * `text`: `TEXT_SKETCH` one-byte MinHash values of the whole text; the share of equal values
-    estimates the Jaccard similarity (edited, furnished, lightly reworded copies);
+  * `text`: `TEXT_SKETCH` four-bit MinHash values of the whole text (two to a byte), from permutations of
+    their own (the band rows are equal in every candidate, so they would only inflate the count); the share
+    of equal values, less the 1 in 16 that agree by chance, estimates the Jaccard similarity (edited,
+    furnished, lightly reworded copies);
   * `words` and `windows`: the word count from the lead on, and one byte per window of words
     (`WINDOWS`: four of five words in the lead, then 20-25, 25-31, ... words, each about 1.25 times the
     last). A trimmed copy is the beginning of its original: every window it holds is the original's.
@@ -40,7 +42,7 @@ PROSE_LINE_WORDS = 12  # shorter lines at the top (bylines, datelines, "Updated 
 MIN_WORDS = 12  # shorter texts (headlines, one-liners) are left to the exact steps
 # Changing the seed or the shingle hash changes every band value, so the near keys stored by earlier versions stop matching.
 MINHASH_SEED = 20261125
-TEXT_SKETCH = 16  # one-byte MinHash values of the whole text kept to verify a text-band candidate
+TEXT_SKETCH = 32  # four-bit MinHash values of the whole text kept to verify a text-band candidate (16 bytes)
 TEXT_MARGIN = 0.12  # a candidate's estimated similarity may fall this far under the threshold (estimate noise)
 # The lead and the equal windows may cover this much less than the threshold of the shorter text: an edited word
 # costs its whole window (up to a fifth of the text), and the last window is partly cut off.
@@ -110,7 +112,7 @@ class Sketch:
         return _COUNT.unpack_from(self.shape)[0]
 
 
-TEXT_WIDTH = TEXT_SKETCH
+TEXT_WIDTH = TEXT_SKETCH // 2
 SHAPE_WIDTH = _COUNT.size + len(WINDOWS) - 1
 
 
@@ -126,10 +128,11 @@ def signature_and_sketch(text: str) -> tuple[tuple[int, ...], Sketch | None]:
     words = words_of(text)
     if len(words) < MIN_WORDS:
         return (), None
-    whole = _minhash(words, max(TEXT_BANDS * ROWS, TEXT_SKETCH))
+    whole = _minhash(words, TEXT_BANDS * ROWS + TEXT_SKETCH)
     prose = prose_words(text)
     bands = _bands(whole, TEXT_BANDS, ROWS) + band_values(prose[:LEAD_WORDS], LEAD_BANDS, LEAD_ROWS)
-    text_sketch = bytes(int(value) & 0xFF for value in whole[:TEXT_SKETCH])
+    nibbles = [int(value) & 0xF for value in whole[TEXT_BANDS * ROWS :]]
+    text_sketch = bytes(high << 4 | low for high, low in zip(nibbles[::2], nibbles[1::2], strict=True))
     shape = _COUNT.pack(min(len(prose), MAX_WORDS)) + _window_bytes(prose)
     return bands, Sketch(text_sketch, shape)
 
@@ -143,13 +146,16 @@ def signature(text: str) -> tuple[int, ...]:
 
 
 def text_matches_needed(threshold: float) -> int:
-    """Equal text-sketch bytes that make a text-band candidate a copy."""
-    return max(1, math.ceil(TEXT_SKETCH * max(threshold - TEXT_MARGIN, 0.0) - 1e-9))
+    """Equal four-bit values that make a text-band candidate a copy: at a similarity of J, J of them are equal, and
+    1 in 16 of the others by chance."""
+    similarity = max(threshold - TEXT_MARGIN, 0.0)
+    return max(1, math.ceil(TEXT_SKETCH * (similarity + (1 - similarity) / 16) - 1e-9))
 
 
 def same_text(a: bytes, b: bytes, threshold: float) -> bool:
     """Whole-text sketches `a` and `b` estimate a similarity of at least the threshold (less the margin)."""
-    return sum(x == y for x, y in zip(a, b, strict=False)) >= text_matches_needed(threshold)
+    equal = sum((x >> 4 == y >> 4) + (x & 0xF == y & 0xF) for x, y in zip(a, b, strict=False))
+    return equal >= text_matches_needed(threshold)
 
 
 def contained(a: bytes, b: bytes, threshold: float) -> bool:

@@ -153,15 +153,31 @@ def merged_stories(pending: Pending, settings: StorySettings) -> set[int]:
     return (copies_of(pending, settings) & pending.strong) - {joined_story(pending, settings)}
 
 
-def representatives(entries: list, band: int) -> dict[int, bytes]:
-    """The sketch each story of a bucket is tested against. Through a text band, its first. Through a lead band, its
-    longest text: a short item (one sentence that many articles open with) is contained in each of them, so a story
-    it started is joined only by what is a copy of the story's longest item, never by every article it is part of."""
-    chosen: dict[int, bytes] = {}
+def copies_in_bucket(pending: Pending, entries: list, band: int, threshold: float) -> tuple[set[int], set[int]]:
+    """The stories of a bucket the item is a copy of, and those of them it is a strong copy of (not merely contained).
+
+    Through a text band, any of a story's sketches may show it. Through a lead band, a story is shown by a sketch of
+    one of its items that contains the item (a trimmed copy), or by its longest item's: a short item (one sentence
+    that many articles open with) is contained in each of them, so a story it started is joined only by a copy of the
+    story's longest item, never by every article it is part of."""
+    mine = words_in(pending.sketch.shape)
+    longest: dict[int, int] = {}
     for story, _, kept in entries:
-        if story not in chosen or (band >= TEXT_BANDS and words_in(kept) > words_in(chosen[story])):
-            chosen[story] = kept
-    return chosen
+        longest[story] = max(longest.get(story, 0), 0 if band < TEXT_BANDS else words_in(kept))
+    found: set[int] = set()
+    strong: set[int] = set()
+    for story, _, kept in entries:
+        if story == pending.own or story in strong or not is_copy(band, pending.sketch, kept, threshold):
+            continue
+        if band < TEXT_BANDS:
+            found.add(story)
+            strong.add(story)
+        elif words_in(kept) >= mine:
+            found.add(story)  # the item is contained in this one of the story's items
+        elif words_in(kept) == longest[story]:
+            found.add(story)
+            strong.add(story)  # the item contains the story's longest item
+    return found, strong
 
 
 def band_step(
@@ -171,10 +187,7 @@ def band_step(
     hits, and how many bucket entries a full bucket dropped."""
     now, value, width = pending.item.published, pending.bands[band], part_width(band)
     entries = entries_in(shard, value, now, width)
-    chosen = representatives(entries, band).items()
-    found = {s for s, kept in chosen if s != pending.own and is_copy(band, pending.sketch, kept, settings.threshold)}
-    mine = words_in(pending.sketch.shape)
-    strong = {s for s, kept in chosen if s in found and (band < TEXT_BANDS or words_in(kept) <= mine)}
+    found, strong = copies_in_bucket(pending, entries, band, settings.threshold)
     pending = pending.found(band, found, stored, strong)
     guess = joined_story(pending, settings) or pending.own
     until = expiry_at(now, settings.horizon_s)
