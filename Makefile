@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL := classifiers/model/topic_model.joblib
-CORPUS := $(wildcard classifiers/data/corpus/*.jsonl)
+CORPUS := $(wildcard classifiers/data/corpus/*.jsonl classifiers/data/dev/*.jsonl)
 FEEDS ?= pipelines/defaults/feeds.yaml
 WATCHLIST ?= pipelines/defaults/watchlist.yaml
 MODE ?= batch
@@ -27,7 +27,7 @@ $(BIN)/.installed: pyproject.toml
 system-deps: ## install the system packages the tests use (Prometheus, Alertmanager, Java, Maven) where missing
 	./deploy/install-system-deps.sh
 
-$(MODEL): $(BIN)/.installed $(CORPUS) classifiers/train.py classifiers/topic_model.py classifiers/corpus.py
+$(MODEL): $(BIN)/.installed $(CORPUS) classifiers/train.py classifiers/topic_model.py classifiers/corpus.py classifiers/passages.py pipelines/furniture.py
 	$(BIN)/python -m classifiers.train --out $(MODEL)
 
 run: install $(MODEL) ## run on the bundled feeds (or FEEDS=... WATCHLIST=... MODE=stream OUT=... ARGS=...)
@@ -39,7 +39,7 @@ test: install system-deps $(MODEL) flink-jar ## run the whole test suite
 train: install ## retrain the topic model from the labeled corpus
 	$(BIN)/python -m classifiers.train --out $(MODEL)
 
-eval: install $(MODEL) ## evaluate the topic model on the held-out split
+eval: install $(MODEL) ## evaluate the topic model on the development set's held-out half (and the corpus's test part)
 	$(BIN)/python -m classifiers.evaluate --model $(MODEL)
 
 bench: install $(MODEL) ## run the benchmarks (not part of make test)

@@ -2,8 +2,7 @@
 
 A long page reports its topic in one or two paragraphs among background, quotes and other news;
 scored as a whole, that paragraph is diluted by the length of the page. The model scores the
-headline with each passage (and with each pair of neighbouring passages, for a topic told across a
-paragraph break) as well as the whole item, and a topic is asserted where any of them carries it.
+headline with each passage as well as the whole item, and a topic is asserted where any of them carries it.
 
 Passages are disjoint spans of the text, so their counts add up to the whole item's (see
 `TopicModel.predict`): paragraphs (lines), a short one joined to the next until it has
@@ -18,7 +17,6 @@ MIN_WORDS = 25
 MAX_WORDS = 90
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…。])\s+")
-_WORD = re.compile(r"\S+")
 
 
 def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -32,7 +30,7 @@ def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def _words(text: str, start: int, end: int) -> int:
-    return len(_WORD.findall(text, start, end))
+    return len(text[start:end].split())
 
 
 def passage_spans(text: str) -> list[tuple[int, int]]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import sklearn
-from scipy.sparse import csr_array, csr_matrix, hstack
+from scipy.sparse import csr_array, csr_matrix
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -61,48 +62,67 @@ class TopicPrediction:
     scores: dict[str, float]
     terms: dict[str, list[str]] = field(default_factory=dict)
     passages: dict[str, tuple[int, int]] = field(default_factory=dict)
+    shape: str = "short"  # which thresholds applied: "short" (scored as one unit) or "long" (several passages)
 
 
-class WordCachedCharVectorizer(TfidfVectorizer):
-    """A `char_wb` TfidfVectorizer that transforms to the same values, faster.
+class WordCachedVectorizer(TfidfVectorizer):
+    """A `char_wb` or single-word TfidfVectorizer that transforms to the same values, faster.
 
-    `char_wb` n-grams never cross a word boundary, so a batch's n-gram counts are the product of
-    two sparse matrices: documents x words (how often each word occurs) and words x n-grams (each
-    word's own n-gram counts). A word is cut into n-grams and looked up in the vocabulary once, then
-    remembered. The stock transform does that for every occurrence of every n-gram in pure Python,
-    which made it a third of the pipeline's time on long news texts.
+    Neither `char_wb` n-grams nor word tokens cross white space, so a batch's counts are the product of
+    two sparse matrices: documents x words (how often each white-space-separated word occurs) and
+    words x features (each word's own n-grams or tokens). A word is cut up and looked up in the
+    vocabulary once, then remembered. The stock transform does that for every occurrence of every
+    feature in pure Python, which made it a third of the pipeline's time on long news texts.
     """
 
     def _count_vocab(self, raw_documents, fixed_vocab):
-        if not fixed_vocab or self.analyzer != "char_wb":
+        if not fixed_vocab or not self._cacheable():
             return super()._count_vocab(raw_documents, fixed_vocab)
+        docs_by_words, words_by_features = self._word_matrices(raw_documents)
+        counts = (docs_by_words @ words_by_features).astype(self.dtype)
+        counts.sort_indices()  # as the stock transform leaves them
+        return self.vocabulary_, _align_api_if_sparse(counts)
+
+    def unit_counts(self, units: csr_array, segments: list[str]) -> csr_matrix:
+        """The feature counts of units that are sums of segments (rows of `units` over `segments`): the same
+        as counting each unit's text, with no per-segment matrix in between (units x words first, which is small)."""
+        docs_by_words, words_by_features = self._word_matrices(segments)
+        return csr_matrix(((units @ docs_by_words) @ words_by_features).astype(self.dtype))
+
+    def _word_matrices(self, raw_documents) -> tuple[csr_array, csr_array]:
+        """documents x distinct words (occurrence counts) and distinct words x vocabulary (each word's features)."""
         preprocess = self.build_preprocessor()
         docs = [self._white_spaces.sub(" ", preprocess(self.decode(doc))).split() for doc in raw_documents]
         words = {word: n for n, word in enumerate(dict.fromkeys(chain.from_iterable(docs)))}  # the batch's distinct words
         occurrences = np.fromiter(map(words.__getitem__, chain.from_iterable(docs)), np.int32)
-        ngrams = [self._ngram_columns(word) for word in words]
+        features = [self._ngram_columns(word) for word in words]
         docs_by_words = _count_matrix(occurrences, [len(doc) for doc in docs], len(words))
-        words_by_ngrams = _count_matrix(
-            np.concatenate([np.zeros(0, np.int32), *ngrams]), list(map(len, ngrams)), len(self.vocabulary_)
+        words_by_features = _count_matrix(
+            np.concatenate([np.zeros(0, np.int32), *features]), list(map(len, features)), len(self.vocabulary_)
         )
-        counts = (docs_by_words @ words_by_ngrams).astype(self.dtype)
-        counts.sort_indices()  # as the stock transform leaves them
-        return self.vocabulary_, _align_api_if_sparse(counts)
+        return docs_by_words, words_by_features
+
+    def _cacheable(self) -> bool:
+        """Whether this vectorizer's features stay within white-space-separated words (see the class docstring)."""
+        return self.analyzer == "char_wb" or (self.analyzer == "word" and self.ngram_range == (1, 1) and self.stop_words is None)
 
     def _ngram_columns(self, word: str) -> np.ndarray:
-        """The vocabulary columns of `word`'s n-grams (one per occurrence), from the cache if it was seen before."""
+        """The vocabulary columns of `word`'s features (one per occurrence), from the cache if it was seen before."""
         cache = self.__dict__.setdefault("_word_features", {})
         columns = cache.get(word)
         if columns is None:
             if len(cache) >= WORD_CACHE_SIZE:
                 cache.clear()
+            if "_cut" not in self.__dict__:
+                self._cut = self._char_wb_ngrams if self.analyzer == "char_wb" else self.build_tokenizer()
             vocabulary = self.vocabulary_
-            columns = cache[word] = np.array([vocabulary[g] for g in self._char_wb_ngrams(word) if g in vocabulary], np.int32)
+            columns = cache[word] = np.array([vocabulary[g] for g in self._cut(word) if g in vocabulary], np.int32)
         return columns
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_word_features", None)  # a cache, not part of the model
+        for cache in ("_word_features", "_cut"):  # caches, not part of the model
+            state.pop(cache, None)
         return state
 
 
@@ -131,9 +151,6 @@ def _units(items: Sequence[tuple[str, str]]) -> tuple[list[str], csr_array, list
             for i, span in enumerate(passages):
                 rows.append([head, body[i]])
                 spans.append(span)
-            for i in range(len(passages) - 1):
-                rows.append([head, body[i], body[i + 1]])
-                spans.append((passages[i][0], passages[i + 1][1]))
         owners.append(len(rows) - sum(owners))
     indptr = np.cumsum([0, *map(len, rows)])
     columns = np.fromiter(chain.from_iterable(rows), np.int64)
@@ -149,12 +166,10 @@ def build_estimator(seed: int) -> Pipeline:
     """
     features = FeatureUnion(
         [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 1), sublinear_tf=True)),
+            ("word", WordCachedVectorizer(analyzer="word", ngram_range=(1, 1), sublinear_tf=True)),
             (
                 "char",
-                WordCachedCharVectorizer(
-                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=300_000
-                ),
+                WordCachedVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=300_000),
             ),
         ]
     )
@@ -164,10 +179,21 @@ def build_estimator(seed: int) -> Pipeline:
     return Pipeline([("features", features), ("classifier", classifier)])
 
 
-class TopicModel:
-    """A fitted estimator with its per-topic thresholds and metadata."""
+# An item scored as one unit (a headline, a one-paragraph summary) and one scored as the best of several
+# passages have differently spread scores (a maximum over many units runs higher), so each shape has its own
+# threshold per topic: on the development set's validation half that beat one shared threshold in both
+# precision and recall.
+SHAPES = ("short", "long")
 
-    def __init__(self, estimator: Pipeline, thresholds: dict[str, float], metadata: dict):
+
+def shape_of(passages: int) -> str:
+    return "long" if passages > 1 else "short"
+
+
+class TopicModel:
+    """A fitted estimator with its thresholds (per item shape and topic) and metadata."""
+
+    def __init__(self, estimator: Pipeline, thresholds: dict[str, dict[str, float]], metadata: dict):
         self.estimator = estimator
         self.labels = tuple(TOPICS)
         self.thresholds = thresholds
@@ -177,6 +203,13 @@ class TopicModel:
         self._readable_word = np.array(
             [name.startswith("word__") and len(term) >= EVIDENCE_MIN_CHARS for name, term in zip(names, self._terms, strict=True)]
         )
+        # The fitted logistic regressions as one (features x topics) weight matrix, cut along the feature blocks:
+        # predict scores each vectorizer's block against its own rows, with no stacked feature matrix.
+        estimators = estimator.named_steps["classifier"].estimators_
+        self._vectorizers = [vectorizer for _, vectorizer in estimator.named_steps["features"].transformer_list]
+        self._offsets = np.cumsum([0, *(len(v.vocabulary_) for v in self._vectorizers)])
+        self._weights = np.column_stack([e.coef_[0] for e in estimators])
+        self._intercepts = np.array([e.intercept_[0] for e in estimators])
 
     @property
     def version(self) -> str:
@@ -186,52 +219,64 @@ class TopicModel:
         """(title, text) pairs -> one TopicPrediction each, in order.
 
         Each item is scored as a whole (title then text, as the model was trained) and, where its text has
-        several passages (classifiers.passages), as its title with each passage and with each pair of
-        neighbouring passages; a topic's score is the highest of these. The text is counted once: a unit's
+        several passages (classifiers.passages), as its title with each passage; a topic's score is the
+        highest of these. (Pairs of neighbouring passages were tried as units too: no better on the
+        development set's validation half, and slower.) The text is counted once: a unit's
         counts are sums of its segments' counts (n-grams never cross a word, so they add up), and only the
         TF-IDF weighting and the classifier run per unit.
         """
         if not items:
             return []
         segments, units, unit_spans, owners = _units(items)
-        features = self._features(segments, units)
-        classifier = self.estimator.named_steps["classifier"]
-        probabilities = classifier.predict_proba(features)
+        blocks = [
+            vectorizer._tfidf.transform(vectorizer.unit_counts(units, segments), copy=False) for vectorizer in self._vectorizers
+        ]
+        decision = self._intercepts + sum(
+            block @ self._weights[start:end] for block, start, end in zip(blocks, self._offsets, self._offsets[1:], strict=False)
+        )
+        probabilities = expit(decision)  # what each topic's LogisticRegression.predict_proba gives
         predictions = []
         first = 0
         for count in owners:
-            block = probabilities[first : first + count]
+            shape = shape_of(count - 1)  # an item of several passages has one unit for each, plus the whole
+            unit_scores = probabilities[first : first + count]
             # The evidence is the passage-level unit that scores highest (the whole item where it is one passage).
-            evidence_rows = first + (block[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
-            scores = {label: round(float(top), 4) for label, top in zip(self.labels, block.max(axis=0), strict=True)}
-            topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[label])
+            evidence_rows = first + (unit_scores[1:].argmax(axis=0) + 1 if count > 1 else np.zeros(len(self.labels), int))
+            scores = {label: round(float(top), 4) for label, top in zip(self.labels, unit_scores.max(axis=0), strict=True)}
+            topics = tuple(label for label in self.labels if scores[label] >= self.thresholds[shape][label])
             first += count
             evidence = {label: int(evidence_rows[self.labels.index(label)]) for label in topics}
-            terms = {
-                label: self._top_terms(features[row], classifier.estimators_[self.labels.index(label)].coef_[0])
-                for label, row in evidence.items()
-            }
+            terms = {label: self._top_terms(blocks, row, self.labels.index(label)) for label, row in evidence.items()}
             passages = {label: unit_spans[row] for label, row in evidence.items()}
-            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages))
+            predictions.append(TopicPrediction(topics=topics, scores=scores, terms=terms, passages=passages, shape=shape))
         return predictions
 
-    def _features(self, segments: list[str], units: csr_array) -> csr_matrix:
-        """The feature rows of units made of segments: each vectorizer counts the segments once, then the
-        units' summed counts are TF-IDF weighted, as the fitted FeatureUnion would weight each unit's text."""
-        blocks = []
-        for _, vectorizer in self.estimator.named_steps["features"].transformer_list:
-            _, counts = vectorizer._count_vocab(segments, fixed_vocab=True)
-            blocks.append(vectorizer._tfidf.transform(csr_matrix(units @ counts), copy=False))
-        return hstack(blocks, format="csr")
+    def scored(self, items: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[str]]:
+        """(title, text) pairs -> their scores as a matrix (items x TOPICS), as `predict` scores them, and their shapes."""
+        predictions = self.predict(items)
+        scores = [[prediction.scores[label] for label in self.labels] for prediction in predictions]
+        return np.array(scores, dtype=float).reshape(-1, len(self.labels)), [prediction.shape for prediction in predictions]
 
-    def _top_terms(self, row: csr_matrix, weights: np.ndarray) -> list[str]:
-        """The features of one text whose weight times value raised the score most.
+    def asserted(self, scores: np.ndarray, shapes: list[str]) -> np.ndarray:
+        """0/1 (items x TOPICS): where each item's score reaches its shape's threshold, as `predict` asserts."""
+        bars = np.array([[self.thresholds[shape][label] for label in self.labels] for shape in shapes]).reshape(scores.shape)
+        return (scores >= bars).astype(int)
+
+    def _top_terms(self, blocks: list[csr_matrix], row: int, topic: int) -> list[str]:
+        """The features of one unit whose weight times value raised the topic's score most.
 
         Words are shown where any readable word pushed the score up; a text whose evidence lies
         only in character n-grams (an inflection the training data never had as a word) shows those.
         """
-        indices = row.indices
-        contributions = row.data * weights[indices]
+        # The row's cells in each block, as columns of the whole feature space.
+        indices = np.concatenate(
+            [
+                block.indices[block.indptr[row] : block.indptr[row + 1]] + offset
+                for block, offset in zip(blocks, self._offsets, strict=False)
+            ]
+        )
+        values = np.concatenate([block.data[block.indptr[row] : block.indptr[row + 1]] for block in blocks])
+        contributions = values * self._weights[indices, topic]
         positive = contributions > 0
         chosen = positive & self._readable_word[indices]
         if not chosen.any():
@@ -269,6 +314,8 @@ def _load_file(path: Path, mtime_ns: int, size: int) -> TopicModel:
             f"{path}: trained with scikit-learn {trained_with}, this is {sklearn.__version__}; "
             "run `make train` to retrain it with the installed version"
         )
+    if not isinstance(saved["thresholds"], dict) or set(saved["thresholds"]) != set(SHAPES):
+        raise ModelLoadError(f"{path}: saved by an older newswatch (one threshold per topic); run `make train` to retrain it")
     if tuple(metadata.get("labels", ())) != tuple(TOPICS):
         raise ModelLoadError(
             f"{path}: trained for topics {metadata.get('labels')}, this code uses {list(TOPICS)}; run `make train` to retrain it"

@@ -2,7 +2,8 @@
 
 - Flink: Beam's FlinkRunner with an embedded Flink (`--flink_master [local]`, LOOPBACK SDK
   harness). It needs Java and Beam's Flink job-server jar: `make flink-jar` caches it under
-  .cache/flink/, or FLINK_JOB_SERVER_JAR names one. Without them these tests skip with one
+  .cache/flink/ (or, where Maven does not serve it, builds the stand-in from ../shared/flink-jobserver/
+  into .cache/flink/thin/), or FLINK_JOB_SERVER_JAR names one. Without them these tests skip with one
   line; with NEWSWATCH_REQUIRE_FLINK=1 (`make test-flink`) they fail instead.
 - Beam's own portable job service (`--job_endpoint embed`): the Python half of a Flink run
   (pipeline proto submitted over the Job API, DoFns unpickled in a LOOPBACK SDK harness,
@@ -31,8 +32,11 @@ PORTABLE_EMBEDDED = ("--runner", "PortableRunner", "--job_endpoint", "embed", "-
 
 
 def job_server_jar() -> Path:
+    """FLINK_JOB_SERVER_JAR, else Beam's jar as `make flink-jar` caches it, else the stand-in it builds where
+    Maven does not serve Beam's (see deploy/flink/fetch-job-server.sh)."""
     cached = ROOT / ".cache" / "flink" / f"beam-runners-flink-{FLINK_VERSION}-job-server-{beam.__version__}.jar"
-    return Path(os.environ.get("FLINK_JOB_SERVER_JAR") or cached)
+    standins = sorted((ROOT / ".cache" / "flink" / "thin").glob("beam-flink-job-server-thin-*.jar"))
+    return Path(os.environ.get("FLINK_JOB_SERVER_JAR") or (cached if cached.is_file() or not standins else standins[0]))
 
 
 @pytest.fixture(scope="module")
