@@ -160,17 +160,22 @@ def same_text(a: bytes, b: bytes, threshold: float) -> bool:
 
 def contained(a: bytes, b: bytes, threshold: float) -> bool:
     """Is the shorter of the two texts (shapes `a`, `b`) covered to `threshold` (less the margin) by the windows
-    of words, from the lead on, that are equal in both? Each window is whole in the shorter text."""
+    of words, from the lead on, that are equal in both, up to the second that differs? Each window is whole in the
+    shorter text."""
     shorter = min(_COUNT.unpack_from(a)[0], _COUNT.unpack_from(b)[0])
     if shorter == 0:
         return False
-    covered = 0
+    covered = missed = 0
     skip = _COUNT.size
     for index, (start, end) in enumerate(zip(WINDOWS, WINDOWS[1:], strict=False)):
         if end > shorter:
             break
         if a[skip + index] == b[skip + index]:
             covered += end - start
+        else:  # one differing window is an edited word; after a second the texts have parted (equal bytes
+            missed += 1  # further on would be chance: one in 256 each)
+            if missed > 1:
+                break
     return covered >= (threshold - WINDOW_MARGIN) * shorter - 1e-9
 
 
