@@ -18,7 +18,7 @@ from dataclasses import dataclass
 SHARDS = 64
 # A bucket keeps at most this many stories (the latest to expire): a band value that many items share
 # (a boilerplate paragraph repeated by a feed) is capped, never scanned in full; the rest count in a metric.
-BUCKET_CAP = 16
+BUCKET_CAP = 48
 SKETCHES_PER_STORY = 3  # entries one story may hold in one bucket, each with another item's sketch
 
 _ENTRY = struct.Struct(">QI")
