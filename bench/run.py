@@ -8,6 +8,8 @@
    again with a dead webhook sink (a closed port, retried 60 times), which must not slow the alert lines.
 5. Memory: peak resident memory of each batch run, and bytes of dedup state per remembered item
    (bench.stories replays the steps' state functions and encodes the state as the steps do).
+7. Stories (bench.stories): copy recall in three read orders, false merges, splits, lost items in the
+   sentence-sharing replay, items/s of the story stage and its state, on our own generated corpus.
 6. Fetching: feeds polled per second over 20 loopback hosts, without and with the default per-host spacing
    (bench.fetch_throughput has more scenarios).
 Timings are medians of several runs (the largest size runs once: see `--large-runs`), each checked
@@ -50,6 +52,10 @@ FETCH_FEEDS = 200
 MAX_RATIO = 1.0  # batch wall time / bare fetch+parse reference, at 20,000 items
 LATENCY_SLACK_S = 2.0  # stream p95 <= poll interval + this
 MAX_STATE_BYTES = 200  # dedup state per remembered item
+# Issue 16's story targets.
+MIN_COPY_RECALL = 0.99  # in every read order
+MAX_FALSE_MERGES = 0.001  # of distinct items, at the largest story size
+MAX_STORY_STATE_BYTES = 300
 MAX_RSS_MIB = 2048  # peak memory at 100,000 items
 
 
@@ -243,7 +249,7 @@ def _wait_for(predicate, timeout_s: float) -> None:
 
 
 def dedup_state(n_items: int) -> dict:
-    return {"items": n_items, **stories.state_bytes(n_items)}
+    return stories.dedup_state(n_items)
 
 
 def fetching(feeds: int) -> list[dict]:
@@ -280,11 +286,59 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
             MAX_STATE_BYTES,
         ),
         (f"peak memory <= {MAX_RSS_MIB} MiB at {LARGE:,} items", by_size.get(LARGE, {}).get("peak_rss_mib"), " MiB", MAX_RSS_MIB),
+        *story_checks(results.get("stories")),
     ]
     return [
-        (target, "not measured", None) if value is None else (target, f"{value}{unit}", value <= bound)
+        (target, "not measured", None) if value is None else (target, f"{abs(value)}{unit}", value <= bound)
         for target, value, unit, bound in checks
     ]
+
+
+def story_checks(story: dict | None) -> list[tuple[str, float | None, str, float]]:
+    """(target, value, unit, bound) rows for issue 16; a value of None is not measured. Larger is worse for all but
+    recall, whose value is given negated."""
+    rows = (story or {}).get("this", [])
+    largest = rows[-1] if rows else {}
+    recall = min((o["copy_recall"] for row in rows for o in row["orders"].values()), default=None)
+    replay = next((row["replay"]["lost_items"] for row in rows if "replay" in row), None)
+    return [
+        (
+            f"story copy recall >= {MIN_COPY_RECALL} in every read order",
+            None if recall is None else -recall,
+            "",
+            -MIN_COPY_RECALL,
+        ),
+        (
+            f"story false merges <= {MAX_FALSE_MERGES:.1%} of distinct items at {largest.get('items', 0):,} items",
+            max((o["false_merge_rate"] for o in largest.get("orders", {}).values()), default=None),
+            "",
+            MAX_FALSE_MERGES,
+        ),
+        ("no distinct item lost in the sentence-sharing replay", replay, " lost", 0),
+        (
+            f"story stage state <= {MAX_STORY_STATE_BYTES} bytes/item",
+            (largest.get("state") or {}).get("near_duplicate_stage_bytes_per_item"),
+            " bytes",
+            MAX_STORY_STATE_BYTES,
+        ),
+    ]
+
+
+def story_lines(story: dict | None) -> list[str]:
+    lines = []
+    for label, rows in (story or {}).items():
+        for row in rows:
+            orders = "; ".join(
+                f"{name}: copy recall {o['copy_recall']}, {o['false_merged_items']} of {o['distinct_items']} distinct items "
+                f"merged ({o['false_merge_rate']:.2%}), {o['split_stories']} stories split"
+                for name, o in row["orders"].items()
+            )
+            extra = f"; replay of {row['replay']['items']} items: {row['replay']['lost_items']} lost" if "replay" in row else ""
+            lines.append(
+                f"Stories ({label}) at {row['items']} items: {orders}; story stage {row['story_stage_items_per_s']} items/s, "
+                f"Deduplicate {row['deduplicate_items_per_s']} items/s{extra}."
+            )
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -325,6 +379,7 @@ def markdown(results: dict) -> str:
         for row in results["batch"]
         for st in [row["stories_first_run"]]
     ]
+    lines += story_lines(results.get("stories"))
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [
         f"| {target} | {measured} | {'n/a' if met is None else 'yes' if met else 'no'} |"
@@ -341,6 +396,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-items", type=int, default=50)
     parser.add_argument("--state-items", type=int, default=STATE_ITEMS)
     parser.add_argument("--fetch-feeds", type=int, default=FETCH_FEEDS)
+    parser.add_argument("--story-sizes", type=int, nargs="+", default=[20_000, 100_000])
+    parser.add_argument("--story-replay", type=int, default=20_000, help="items in the sentence-sharing replay")
+    parser.add_argument("--story-baseline", help="a directory with another version's pipelines/, measured beside")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="newswatch-bench-") as tmp:
@@ -358,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(state), flush=True)
     fetch = fetching(args.fetch_feeds)
     print(json.dumps(fetch), flush=True)
+    story = stories.benchmark(args.story_sizes, args.story_replay, list(stories.corpus.ORDERS), args.story_baseline)
+    print(json.dumps(story), flush=True)
     results = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "cores": os.cpu_count(),
@@ -368,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         "stream_dead_sink": dead_sink,
         "dedup_state": state,
         "fetching": fetch,
+        "stories": story,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -27,6 +27,7 @@ from pipelines.config import AlertRules
 from pipelines.dedup import SourceUpdate
 from pipelines.records import Annotated, iso_utc
 from pipelines.sinks import ALERT_UPDATES_FILE, ALERTS_FILE, FileSinkFn, read_json_lines, source_dicts
+from pipelines.stories import StoryMerged
 
 
 def alert_id_of(story_id: str, actors: list[str], topics: list[str]) -> str:
@@ -53,7 +54,8 @@ def build_alert(annotated: Annotated, rules: AlertRules) -> dict | None:
     record["topics"] = topics
     for part in ("topics", "passages"):
         record["evidence"][part] = {topic: found for topic, found in record["evidence"][part].items() if topic in topics}
-    return {"alert_id": alert_id_of(annotated.item.story_id, actors, topics), **record}
+    span = {"first_seen": record["published"], "last_seen": record["published"]}  # the story so far: this item
+    return {"alert_id": alert_id_of(annotated.item.story_id, actors, topics), **record, "story_span": span}
 
 
 class WriteAlertsFn(FileSinkFn):
@@ -84,22 +86,44 @@ class WriteAlertsFn(FileSinkFn):
 
 
 class AddSourcesFn(FileSinkFn):
-    """A later copy of an alerted story: its source is appended to the stored alerts of that story."""
+    """A later copy of an alerted story: its source is appended to the stored alerts of that story. Two stories found
+    to be one: one `story_merged` record listing their alerts, which all carry the union of their sources."""
 
     FILE = ALERT_UPDATES_FILE
 
-    def process(self, update: SourceUpdate):
-        for alert in self._store.add_sources(update.story_id, source_dicts(update.sources)):
+    def process(self, update: SourceUpdate | StoryMerged):
+        if isinstance(update, StoryMerged):
+            self._merge(update)
+            return
+        seen = iso_utc(update.published) if update.published is not None else None
+        for alert in self._store.add_sources(update.story_id, source_dicts(update.sources), seen):
             self._out.write(
                 {
                     "alert_id": alert["alert_id"],
                     "story_id": update.story_id,
                     "sources": alert["sources"],
+                    "story_span": alert.get("story_span"),
                     "updated_at": iso_utc(time.time()),
                 }
             )
         self._store.count(self._run_id, "duplicates")  # each update is one copy dropped as a duplicate
         self.counted()
+
+    def _merge(self, merged: StoryMerged):
+        result = self._store.merge_stories(merged.story_id, merged.merged)
+        if result is None or not result[1]:  # one story already, or no alert to tell about
+            return
+        root, alerts = result
+        self._out.write(
+            {
+                "event": "story_merged",
+                "story_id": root,
+                "merged_story_ids": sorted({merged.story_id, merged.merged} - {root}),
+                "alert_ids": [alert["alert_id"] for alert in alerts],
+                "sources": alerts[0]["sources"],
+                "updated_at": iso_utc(time.time()),
+            }
+        )
 
 
 class EmitAlerts(beam.PTransform):

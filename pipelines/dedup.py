@@ -25,21 +25,16 @@ from dataclasses import replace
 
 import apache_beam as beam
 
+from pipelines.buckets import entries_in, expiry_at, register, shard_of, story_id, story_int, with_entries
 from pipelines.records import Item
 from pipelines.stories import (
     ExpiringStateFn,
     NearStory,
     SourceUpdate,
+    StoryMerged,
     StorySettings,
     copy_of,
-    entries_in,
-    expiry_at,
-    register,
-    shard_of,
     sources_of,
-    story_id,
-    story_int,
-    with_entries,
     with_own_timer,
 )
 
@@ -81,7 +76,7 @@ class _MergeGroupFn(_StoreFn):
 
     def process(self, element):
         key, copies = element
-        yield from (copy for copy in copies if isinstance(copy, SourceUpdate))
+        yield from (copy for copy in copies if not isinstance(copy, Item))
         items = [copy for copy in copies if isinstance(copy, Item)]
         if not items:
             return
@@ -116,7 +111,7 @@ class _FirstSightFn(_StoreFn):
             first_id = first.story_id
             yield first
         until = expiry_at(copy.published, self._settings.horizon_s)  # each copy keeps the key alive
-        self.keep(with_entries(shard, key, register(known, story_int(first_id), until)), state, expiry, ts)
+        self.keep(with_entries(shard, key, register(known, story_int(first_id), until)[0]), state, expiry, ts)
 
 
 def _key(element, kind: str) -> tuple[str, object]:
@@ -146,7 +141,7 @@ class _KeepFirst(beam.PTransform):
 
 
 def _split(element):
-    if isinstance(element, SourceUpdate):
+    if isinstance(element, (SourceUpdate, StoryMerged)):
         yield beam.pvalue.TaggedOutput(DUPLICATES, element)
     else:
         yield element

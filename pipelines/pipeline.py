@@ -26,6 +26,7 @@ from pipelines.parse import ParseEntries
 from pipelines.poll import FetchSettings
 from pipelines.sinks import RecordFeedStatusFn, WriteDeadLettersFn, WriteItemsFn
 from pipelines.stories import StorySettings
+from pipelines.story_sink import WriteStoriesFn
 
 
 def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], watchlist: Watchlist, state_dir: str) -> None:
@@ -42,6 +43,8 @@ def build(p: beam.Pipeline, options: NewswatchOptions, feeds: tuple[Feed, ...], 
     annotated = unique | "ClassifyTopics" >> ClassifyTopics(options.model) | "MatchActors" >> MatchActors(watchlist)
     (annotated, duplicates) | "EmitAlerts" >> EmitAlerts(watchlist.alerts, *sink_args)
     annotated | "WriteItems" >> beam.ParDo(WriteItemsFn(*sink_args))
+    annotated | "WriteStories" >> beam.ParDo(WriteStoriesFn(*sink_args))
+    duplicates | "WriteStoryCopies" >> beam.ParDo(WriteStoriesFn(*sink_args))
     parsed.status | "RecordFeedStatus" >> beam.ParDo(RecordFeedStatusFn(*sink_args))
     for stage, dead in (("Fetch", fetched.dead_letter), ("Normalise", normalised.dead_letter)):  # Fetch includes parse failures
         dead | f"WriteDeadLetters{stage}" >> beam.ParDo(WriteDeadLettersFn(*sink_args))

@@ -18,8 +18,8 @@ import apache_beam as beam
 
 from pipelines import telemetry
 from pipelines.records import Annotated, DeadLetter, FeedStatus, iso_utc
+from pipelines.signatures import near_keys, signature
 from pipelines.store import StateStore
-from pipelines.stories import near_keys, signature
 
 ITEMS_FILE = "items.jsonl"
 ALERTS_FILE = "alerts.jsonl"
@@ -76,14 +76,18 @@ def json_records(data: bytes) -> list[dict]:
     return records
 
 
-def write_json_atomic(path: Path, record: dict) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside the target, fsync, rename: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, ensure_ascii=False, indent=2, sort_keys=True)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, record: dict) -> None:
+    write_atomic(path, json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True))
 
 
 def write_summary(out_dir: Path, store: StateStore, run_id: str) -> None:
@@ -125,9 +129,13 @@ class FileSinkFn(beam.DoFn):
             self._refresh_summary()
 
     def _refresh_summary(self):
-        write_summary(Path(self._out_dir), self._store, self._run_id)
+        self.refresh()
         self._summary_at = time.monotonic()
         self._counted_since_summary = False
+
+    def refresh(self) -> None:
+        """What the sink rewrites at most once a second and after each bundle: summary.json."""
+        write_summary(Path(self._out_dir), self._store, self._run_id)
 
 
 def written_keys(record: dict, near_bands: tuple[int, ...] | None = None) -> tuple[str, dict[str, str]]:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.story_store import STORY_SCHEMA, StoryTables, merged_sources
+
 DB_NAME = "newswatch.sqlite3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, key TEXT NOT NULL, story_id TEXT NOT NULL, PRIMARY KEY (kind, key));
@@ -38,7 +40,7 @@ class StateError(RuntimeError):
     """The state dir cannot be used; the message names the file and the way out."""
 
 
-class StateStore:
+class StateStore(StoryTables):
     def __init__(self, state_dir: Path | str):
         self.path = Path(state_dir) / DB_NAME
         try:
@@ -48,7 +50,7 @@ class StateStore:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + STORY_SCHEMA)
             self._db.execute("SELECT count(*) FROM seen").fetchone()
         except (sqlite3.DatabaseError, OSError) as err:
             raise StateError(
@@ -105,7 +107,8 @@ class StateStore:
             if row and published < row[1] + window_s:
                 return None
             occurrence = row[0] + 1 if row else 1
-            known = self._db.execute("SELECT feed, url FROM story_sources WHERE story_id = ?", (alert["story_id"],)).fetchall()
+            story = self.story_root(alert["story_id"])
+            known = self._db.execute("SELECT feed, url FROM story_sources WHERE story_id = ?", (story,)).fetchall()
             alert = {
                 **alert,
                 "alert_id": key if occurrence == 1 else f"{key}-{occurrence}",
@@ -139,25 +142,25 @@ class StateStore:
                         (key, alert["alert_id"], occurrence, published),
                     )
 
-    def add_sources(self, story_id: str, sources: list[dict]) -> list[dict]:
-        """Record a story's later sources and append them to its stored alerts; returns the alerts that changed."""
-        updated = []
+    def add_sources(self, story_id: str, sources: list[dict], seen: str | None = None) -> list[dict]:
+        """Record a story's later sources (seen at `seen`, ISO 8601 UTC) and give them to the alerts of its story (and of
+        every story merged with it); returns the alerts that changed."""
         with self._transaction():
+            story = self.story_root(story_id)
             self._db.executemany(
                 "INSERT OR IGNORE INTO story_sources (story_id, feed, url) VALUES (?, ?, ?)",
-                [(story_id, s["feed"], s["url"]) for s in sources],
+                [(story, s["feed"], s["url"]) for s in sources],
             )
-            rows = self._db.execute("SELECT alert_id, record FROM alerts WHERE story_id = ?", (story_id,)).fetchall()
-            for alert_id, record in rows:
-                alert = json.loads(record)
-                merged = _merged(alert["sources"], sources)
-                if merged != alert["sources"]:
-                    alert["sources"] = merged
+            changed = []
+            for alert in self.share_sources(story):
+                record = _with_sources(alert, sources, seen)
+                if record != alert:
                     self._db.execute(
-                        "UPDATE alerts SET record = ? WHERE alert_id = ?", (json.dumps(alert, ensure_ascii=False), alert_id)
+                        "UPDATE alerts SET record = ? WHERE alert_id = ?",
+                        (json.dumps(record, ensure_ascii=False), alert["alert_id"]),
                     )
-                    updated.append(alert)
-        return updated
+                    changed.append(record)
+        return changed
 
     def legacy_deliveries(self) -> dict[str, set[str]] | None:
         """{sink: alert ids still pending} from the per-sink outbox table that versions before the delivery
@@ -244,5 +247,12 @@ def alert_key_of(alert_id: str) -> tuple[str, int]:
 
 
 def _merged(sources: list[dict], more: list[dict]) -> list[dict]:
-    known = {(s["feed"], s["url"]) for s in sources}
-    return sources + [s for s in more if (s["feed"], s["url"]) not in known and not known.add((s["feed"], s["url"]))]
+    return merged_sources(sources, more)
+
+
+def _with_sources(alert: dict, sources: list[dict], seen: str | None) -> dict:
+    """The alert with more sources, and its story's time span stretched to `seen`."""
+    span = dict(alert.get("story_span") or {"first_seen": alert["published"], "last_seen": alert["published"]})
+    if seen:
+        span = {"first_seen": min(span["first_seen"], seen), "last_seen": max(span["last_seen"], seen)}
+    return {**alert, "sources": _merged(alert["sources"], sources), "story_span": span}

@@ -47,6 +47,11 @@ FEED_LAST_SUCCESS = Gauge(
 FEED_FAILURES = Gauge("newswatch_feed_consecutive_failures", "Failed polls of the feed since its last successful one.", ["feed"])
 ITEMS_FETCHED = Counter("newswatch_items_fetched_total", "Entries read from the feed, before deduplication.", ["feed"])
 ITEMS_DUPLICATE = Counter("newswatch_items_duplicate_total", "Entries dropped as copies of an item or story already seen.")
+STORY_BUCKET_DROPPED = Counter(
+    "newswatch_story_bucket_entries_dropped_total",
+    "Story bucket entries dropped because a band value many items share filled its bucket (capped, never scanned in full).",
+)
+STORIES_MERGED = Counter("newswatch_stories_merged_total", "Stories found to be one by a later item that is a copy of both.")
 ITEMS_DEAD_LETTER = Counter(
     "newswatch_items_dead_letter_total", "Records written to the dead letters, by the stage that rejected them.", ["stage"]
 )
@@ -130,6 +135,16 @@ def items_fetched(feed: str, n: int) -> None:
 def item_duplicate() -> None:
     _beam_count("items_duplicate")
     ITEMS_DUPLICATE.inc()
+
+
+def story_bucket_dropped(n: int) -> None:
+    _beam_count("story_bucket_entries_dropped", n)
+    STORY_BUCKET_DROPPED.inc(n)
+
+
+def stories_merged() -> None:
+    _beam_count("stories_merged")
+    STORIES_MERGED.inc()
 
 
 def dead_letter(stage: str) -> None:

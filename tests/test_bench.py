@@ -69,9 +69,23 @@ def results_with(ratio: float, p95: float, state_bytes: float, rss: int) -> dict
     }
 
 
+def test_story_targets_are_judged_as_issue_16_states_them():
+    orders = {name: {"copy_recall": 0.99, "false_merge_rate": 0.001, "false_merged_items": 1, "distinct_items": 1000,
+                     "split_stories": 0} for name in ("wire-first", "shuffled")}  # fmt: skip
+    row = {"items": 100_000, "orders": orders, "replay": {"items": 20_000, "lost_items": 0},
+           "state": {"near_duplicate_stage_bytes_per_item": 300}, "story_stage_items_per_s": 1, "deduplicate_items_per_s": 1}  # fmt: skip
+    met = [met for *_, met in targets({**results_with(1.0, 4.0, 200, 2048), "stories": {"this": [row]}})][5:]
+    assert met == [True, True, True, True]
+    worse = {**row, "orders": {"shuffled": {**orders["shuffled"], "copy_recall": 0.98, "false_merge_rate": 0.002}},
+             "replay": {"items": 20_000, "lost_items": 1}, "state": {"near_duplicate_stage_bytes_per_item": 301}}  # fmt: skip
+    assert [met for *_, met in targets({**results_with(1.0, 4.0, 200, 2048), "stories": {"this": [worse]}})][5:] == [False] * 4
+    table = markdown({**results_with(1.0, 4.0, 200, 2048), "stories": {"this": [row]}})
+    assert "| story copy recall >= 0.99 in every read order | 0.99 | yes |" in table
+
+
 def test_targets_are_judged_as_the_issue_states_them():
-    assert [met for *_, met in targets(results_with(1.0, 4.0, 200, 2048))] == [True] * 5
-    assert [met for *_, met in targets(results_with(1.01, 4.01, 200.5, 2049))] == [False] * 5
+    assert [met for *_, met in targets(results_with(1.0, 4.0, 200, 2048))][:5] == [True] * 5
+    assert [met for *_, met in targets(results_with(1.01, 4.01, 200.5, 2049))][:5] == [False] * 5
     table = markdown(results_with(6.07, 2.35, 175.2, 1254))
     assert "| batch ratio <= 1.0 at 20,000 items | 6.07 | no |" in table
     assert "| stream alert p95 <= 4 s | 2.35 s | yes |" in table
@@ -94,6 +108,10 @@ def test_make_bench_at_toy_sizes_writes_every_measurement(tmp_path):
         "300",
         "--fetch-feeds",
         "20",
+        "--story-sizes",
+        "300",
+        "--story-replay",
+        "120",
         "--out",
         str(tmp_path),
     ]
@@ -119,3 +137,8 @@ def test_make_bench_at_toy_sizes_writes_every_measurement(tmp_path):
     assert "| 600 | 2 | 1 |" in table
     # Without 20,000- and 100,000-item rows, those targets are not judged.
     assert "| batch ratio <= 1.0 at 20,000 items | not measured | n/a |" in table
+    [story] = results["stories"]["this"]
+    assert set(story["orders"]) == {"wire-first", "wire-last", "shuffled"} and story["replay"]["items"] == 120
+    assert all(0 <= o["copy_recall"] <= 1 and o["copies"] > 0 for o in story["orders"].values())
+    assert story["story_stage_items_per_s"] > 0 and story["state"]["near_duplicate_stage_bytes_per_item"] > 0
+    assert "story copy recall >= 0.99 in every read order" in table

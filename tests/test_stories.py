@@ -17,31 +17,27 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from classifiers.corpus import load_corpus
+from pipelines.buckets import (
+    SHARDS,
+    Shard,
+    after_timer,
+    decode_entries,
+    encode_entries,
+    entries_in,
+    live,
+    register,
+    shard_of,
+    story_id,
+    story_int,
+    with_entries,
+)
 from pipelines.dedup import Deduplicate, SourceUpdate, story_id_of
 from pipelines.furniture import strip_furniture
 from pipelines.normalise import normalise_entry
 from pipelines.records import Item, Source
-from pipelines.stories import (
-    LEAD_BANDS,
-    LEAD_WORDS,
-    SHARDS,
-    TEXT_BANDS,
-    Shard,
-    StorySettings,
-    after_timer,
-    bands_needed,
-    decode_entries,
-    encode_entries,
-    entries_in,
-    lead_of,
-    live,
-    near_keys,
-    register,
-    shard_of,
-    signature,
-    story_of_hits,
-    with_entries,
-)
+from pipelines.signatures import LEAD_BANDS, LEAD_WORDS, TEXT_BANDS, lead_of, near_keys, signature
+from pipelines.stories import StoryMerged, StorySettings, bands_needed
+from pipelines.story_replay import UnionFind, replay
 from tests.conftest import read_lines, run_newswatch, write_yaml
 from tests.feedserver import rss
 from tests.stories import CEASEFIRE_TALKS, entry
@@ -75,10 +71,24 @@ def fixture_items() -> list[tuple[str, Item]]:
 
 
 def similar(a: Item, b: Item, settings: StorySettings = StorySettings()) -> bool:
-    """Would b join a's story if a were the only story seen? (one bucket per band, as the stage keeps them)"""
-    sig_a, sig_b = signature(a.text), signature(b.text)
-    hits = [int(x == y) for x, y in zip(sig_a, sig_b, strict=True)] if sig_a and sig_b else [0] * (TEXT_BANDS + LEAD_BANDS)
-    return story_of_hits({1: (sum(hits[:TEXT_BANDS]), sum(hits[TEXT_BANDS:]))}, settings) == 1
+    """Would a and b be one story if they were the only two items seen? (the band steps' own functions)"""
+    return len(replay([a, b], settings).partition()) == 1
+
+
+def plain_item(text: str, number: int, published: float = PUBLISHED) -> Item:
+    """An item with `text` and an id of its own (number), as the exact steps pass it on."""
+    return Item(
+        feed="f",
+        url=f"https://example.org/{number}",
+        guid="",
+        title=f"t{number}",
+        text=text,
+        published=published,
+        published_estimated=False,
+        fetched_at=published,
+        identity_key=f"i{number}",
+        fingerprint=f"{number + 1:016x}",
+    )
 
 
 def pairwise(truth: dict[str, str], predicted: dict[str, str]) -> tuple[float, float]:
@@ -119,18 +129,25 @@ def test_bands_needed_follows_the_threshold():
 
 
 def test_bucket_entries_register_once_per_story_and_expire():
-    entries = register(register([], 7, 100), 7, 150)
-    assert entries == [(7, 150)]
-    entries = register(entries, 9, 120)
-    assert decode_entries(encode_entries(entries)) == entries and len(encode_entries(entries)) == 24
-    assert live(entries, 130) == [(7, 150)] and live(entries, 150) == []
+    entries, _ = register(register([], 7, 100, b"ab")[0], 7, 150, b"ab")
+    assert entries == [(7, 150, b"ab")]  # the same item again: its entry lives longer
+    entries, _ = register(entries, 7, 160, b"cd")  # another item of the story: its sketch too
+    assert entries == [(7, 160, b"ab"), (7, 160, b"cd")]
+    for sketch in (b"ef", b"gh", b"ij"):
+        entries, _ = register(entries, 7, 170, sketch)
+    assert [kept for _, _, kept in entries] == [b"ab", b"cd", b"ef"]  # at most SKETCHES_PER_STORY
+    entries, _ = register(entries, 9, 120, b"kl")
+    assert decode_entries(encode_entries(entries), width=2) == entries and len(encode_entries(entries)) == 4 * 14
+    assert live(entries, 130) == entries[:3] and live(entries, 170) == []
 
 
-def test_the_story_with_most_bands_wins_and_too_few_bands_is_no_story():
-    settings = StorySettings()
-    assert story_of_hits({5: (TEXT_BANDS, 0), 3: (settings.text_hits_needed, 0)}, settings) == 5
-    assert story_of_hits({5: (0, LEAD_BANDS)}, settings) == 5
-    assert story_of_hits({5: (settings.text_hits_needed - 1, settings.lead_hits_needed - 1)}, settings) is None
+def test_a_full_bucket_keeps_the_stories_that_expire_last():
+    entries: list = []
+    dropped = 0
+    for story in range(40):
+        entries, more = register(entries, story, 1000 + story, cap=16)
+        dropped += more
+    assert len(entries) == 16 and dropped == 24 and {story for story, _, _ in entries} == set(range(24, 40))
 
 
 @pytest.mark.parametrize("variant", VARIANTS[1:])
@@ -151,19 +168,38 @@ def test_other_stories_on_the_same_day_and_updates_are_not_similar(pair):
 # --- the Deduplicate composite -------------------------------------------------------
 
 
+def sources_and_merges(element) -> list[tuple[str, str]]:
+    """A Deduplicate output -> (url, story id) for each of its sources, or ("=merged", "story id = story id")."""
+    if isinstance(element, StoryMerged):
+        return [("=merged", f"{element.story_id}={element.merged}")]
+    return [(source.url, element.story_id) for source in element.sources]
+
+
+def resolved(pairs) -> list[tuple[str, str]]:
+    """(url, story id) pairs with every merge applied: each url's story is its merged story's smallest id."""
+    stories = UnionFind()
+    for url, story in pairs:
+        if url == "=merged":
+            first, second = story.split("=")
+            stories.union(story_int(first), story_int(second))
+    return [(url, story_id(stories.find(story_int(story)))) for url, story in pairs if url != "=merged"]
+
+
 def stories_of(items: list[Item]):
-    """Deduplicate -> PCollection of (url, story id) for every copy, unique or duplicate, and the unique items."""
+    """Deduplicate -> PCollection of (url, story id) for every copy, unique or duplicate (and merges, see
+    `sources_and_merges`), and the unique items."""
     p = TestPipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     unique, duplicates = p | beam.Create(items) | Deduplicate(streaming=False)
     pairs = (
-        unique | "UniqueSources" >> beam.FlatMap(lambda i: [(s.url, i.story_id) for s in i.sources]),
-        duplicates | "CopySources" >> beam.FlatMap(lambda u: [(s.url, u.story_id) for s in u.sources]),
+        unique | "UniqueSources" >> beam.FlatMap(sources_and_merges),
+        duplicates | "CopySources" >> beam.FlatMap(sources_and_merges),
     ) | beam.Flatten()
     return p, pairs, unique
 
 
 def precision_recall_at_least(truth: dict[str, str], minimum: float):
     def check(pairs):
+        pairs = resolved(pairs)
         found = dict(pairs)
         # In batch a unique item also lists its exact copies, which are duplicates too: one story per URL all the same.
         assert set(found) == set(truth) and len(found) == len(set(pairs)), "each copy belongs to one story"
@@ -193,12 +229,16 @@ def test_copies_in_one_batch_form_one_story_with_one_unique_item():
     def one_story_of_these(story_ids):
         assert len(story_ids) == 1 and story_ids[0] in {story_id_of(i) for i in items}, story_ids
 
-    assert_that(pairs | beam.Map(lambda pair: pair[1]) | beam.Distinct(), one_story_of_these, label="one story")
+    assert_that(
+        pairs | beam.combiners.ToList() | beam.FlatMap(lambda all_pairs: sorted({story for _, story in resolved(all_pairs)})),
+        one_story_of_these,
+        label="one story",
+    )
     p.run().wait_until_finish()
 
 
 def test_a_timer_keeps_what_the_data_has_not_passed_and_never_rearms_for_the_same_time():
-    shard = with_entries(with_entries(None, "a", [(7, 100)]), "b", [(9, 200)])
+    shard = with_entries(with_entries(None, "a", [(7, 100, b"")]), "b", [(9, 200, b"")])
     assert shard.earliest == 100
     # Fired early (the FnApiRunner fires right after each bundle): the data is at 50, nothing is dropped.
     assert after_timer(shard, clock_s=50, fired_s=100) == (shard, None)
@@ -210,9 +250,9 @@ def test_a_timer_keeps_what_the_data_has_not_passed_and_never_rearms_for_the_sam
 def test_shards_spread_keys_and_hold_live_entries_per_key():
     assert {shard_of(value) for value in range(10_000)} == set(range(SHARDS))
     assert 0 <= shard_of("3f2a9c") < SHARDS
-    shard = with_entries(with_entries(None, 5, [(7, 100)]), 6, [(8, 300)])
-    assert entries_in(shard, 5, now_s=50) == [(7, 100)] and entries_in(shard, 5, now_s=100) == []
-    assert entries_in(shard, 6, now_s=100) == [(8, 300)] and entries_in(shard, 4, now_s=0) == []
+    shard = with_entries(with_entries(None, 5, [(7, 100, b"")]), 6, [(8, 300, b"")])
+    assert entries_in(shard, 5, now_s=50) == [(7, 100, b"")] and entries_in(shard, 5, now_s=100) == []
+    assert entries_in(shard, 6, now_s=100) == [(8, 300, b"")] and entries_in(shard, 4, now_s=0) == []
 
 
 def test_stream_a_copy_within_the_horizon_joins_the_story_and_after_it_starts_a_new_one():
@@ -249,19 +289,9 @@ def test_stream_a_copy_within_the_horizon_joins_the_story_and_after_it_starts_a_
 def test_no_two_items_of_the_labelled_corpus_are_taken_for_copies():
     # 1,620 distinct items written on the same three topics: the hardest negatives we have.
     texts = [strip_furniture(record.title, record.text) for record in load_corpus()]
-    signatures = [signature(text) for text in texts if signature(text)]
-    hits: dict[tuple[int, int], list[int]] = {}
-    for band in range(TEXT_BANDS + LEAD_BANDS):
-        buckets: dict[int, list[int]] = {}
-        for number, sig in enumerate(signatures):
-            buckets.setdefault(sig[band], []).append(number)
-        for members in buckets.values():
-            for pair in itertools.combinations(members, 2):
-                text, lead = hits.get(pair, [0, 0])
-                hits[pair] = [text + 1, lead] if band < TEXT_BANDS else [text, lead + 1]
-    settings = StorySettings()
-    taken = [pair for pair, (text, lead) in hits.items() if story_of_hits({1: (text, lead)}, settings)]
-    assert len(signatures) > 500 and taken == []
+    items = [plain_item(text, number) for number, text in enumerate(texts) if signature(text)]
+    run = replay(items)
+    assert len(items) > 500 and len(run.partition()) == len(items)
 
 
 # --- the real command ----------------------------------------------------------------
@@ -301,6 +331,11 @@ def test_batch_run_raises_one_alert_for_a_story_and_its_trimmed_retitled_copy(tm
     }
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["unique"], summary["duplicates"], summary["alerts"]) == (1, 1, 1)
+    (story,) = read_lines(tmp_path / "out" / "stories.jsonl")  # one line per story, with its span and its sources
+    assert story["story_id"] == alerts[0]["story_id"] and story["title"] == CEASEFIRE_TALKS[0]
+    assert {s["feed"] for s in story["sources"]} == {"wire", "outlet"} and story["first_seen"] < story["last_seen"]
+    assert "ceasefire" in story["topics"] and story["actors"] == ["Sergei Lavrov"]
+    assert alerts[0]["story_span"]["first_seen"] == story["first_seen"]
 
 
 def test_stream_run_adds_the_trimmed_copy_to_the_story_alert(tmp_path, feed_server):

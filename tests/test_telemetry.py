@@ -27,6 +27,8 @@ EXPECTED_SERIES = {
     "newswatch_feed_consecutive_failures": {"feed"},
     "newswatch_items_fetched_total": {"feed"},
     "newswatch_items_duplicate_total": set(),
+    "newswatch_story_bucket_entries_dropped_total": set(),  # issue 16
+    "newswatch_stories_merged_total": set(),
     "newswatch_items_dead_letter_total": {"stage"},
     "newswatch_items_classified_total": {"topic"},
     "newswatch_actor_mentions_total": {"actor", "topic"},
@@ -47,6 +49,8 @@ def count_everything_once() -> None:
     telemetry.feed_fetched("t-all", "ok")
     telemetry.items_fetched("t-all", 3)
     telemetry.item_duplicate()
+    telemetry.story_bucket_dropped(2)
+    telemetry.stories_merged()
     telemetry.dead_letter("normalise")
     telemetry.item_classified(("ceasefire",))
     telemetry.actors_mentioned(["T All"], ("ceasefire",))
