@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import markdown, targets
+from bench.report import markdown, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
