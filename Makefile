@@ -47,7 +47,7 @@ eval: install $(MODEL) ## evaluate the topic model on the development set's held
 bench: install $(MODEL) ## run the benchmarks (not part of make test)
 	$(BIN)/python -m bench.run
 
-# Running at scale: Flink and Dataflow (deploy/flink/, deploy/dataflow/, README "Running at scale").
+# Running at scale: Flink and Dataflow (deploy/flink/, deploy/dataflow/, docs/scale.md).
 FLINK_VERSION ?= 2.2
 .PHONY: flink-jar test-flink dataflow-template
 

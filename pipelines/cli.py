@@ -37,7 +37,7 @@ from pipelines.store import StateError, StateStore
 
 USAGE_ERROR = 2
 # The FnApiRunner runs our pipeline in stream mode correctly (no windows; timers only free memory)
-# and starts at once; the DirectRunner would first try to download Prism. See the README.
+# and starts at once; the DirectRunner would first try to download Prism. See docs/scale.md.
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
 STOP_BUDGET_S = 4.5  # from SIGTERM or Ctrl-C to the exit, at most
 REPORT_S = 1.0  # of that budget, kept for the summary and the report after delivery stops

@@ -1,7 +1,7 @@
 """Stateful steps whose state expires with the data: a `Shard` per state key, freed by event-time timers.
 
 The FnApiRunner fires event-time timers right after each bundle, whatever their time, and keeps set timers by
-name only; `ExpiringStateFn` and `with_own_timer` keep results independent of both (see README, "How it scales").
+name only; `ExpiringStateFn` and `with_own_timer` keep results independent of both (see docs/stories.md, "How it scales").
 """
 
 from __future__ import annotations

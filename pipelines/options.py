@@ -35,7 +35,7 @@ def _at_least(minimum: float, kind: type = float):
 
 
 def _add_fetch_args(parser) -> None:
-    """Fetching and politeness (see README, "Politeness"); each dest is a FetchSettings field."""
+    """Fetching and politeness (see docs/polling.md); each dest is a FetchSettings field."""
     seconds, count = _at_least(0.001), _at_least(1, int)
     for flag, dest, kind, help_text in (
         ("--connect-timeout", "connect_timeout_s", seconds, "seconds to wait for a connection"),
@@ -74,7 +74,7 @@ def _similarity(text: str) -> float:
 
 
 def _add_dedup_args(parser) -> None:
-    """Stories and deduplication (see README, "Stories and deduplication settings"); dests map to StorySettings."""
+    """Stories and deduplication (see docs/stories.md); dests map to StorySettings."""
     parser.add_argument(
         "--near-dup-threshold",
         dest="near_dup_threshold",

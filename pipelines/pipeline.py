@@ -2,7 +2,7 @@
 ClassifyTopics -> MatchActors -> EmitAlerts, with items, dead letters and the summary
 written beside the alerts. The same transforms run in batch and in stream mode.
 
-Locally (the default runner is Beam's FnApiRunner, see the README):
+Locally (the default runner is Beam's FnApiRunner, see docs/scale.md):
     newswatch run --feeds feeds.yaml --watchlist watchlist.yaml --out out/ --mode stream
 On Flink:
     newswatch run ... --runner FlinkRunner --flink_master [local] --flink_job_server_jar JAR

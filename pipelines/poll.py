@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FetchSettings:
     """Every fetch and politeness setting. The field names are the option names of `newswatch run`;
-    the defaults are the documented ones (README, "Politeness")."""
+    the defaults are the documented ones (docs/polling.md)."""
 
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0  # the longest silence while waiting for headers or body bytes

@@ -9,7 +9,7 @@ in prometheus-client only.
 Names follow Prometheus conventions: `newswatch_` prefix, `_total` on counters, seconds
 and Unix timestamps in seconds. Label sets are bounded: feed names, actors and topics from
 the config and the model, stages, sinks and outcomes from the code; never an item id, a
-URL or free text. The README lists every metric; deploy/prometheus holds the rules that
+URL or free text. docs/operations.md lists every metric; deploy/prometheus holds the rules that
 use them.
 """
 
